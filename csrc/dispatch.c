@@ -1,0 +1,210 @@
+/*
+ * dispatch.c -- pick the kernels once for this CPU; built without ISA flags.
+ *
+ * avx512 needs AVX-512 F, DQ, BW and VL; avx2 needs AVX2 and FMA; generic runs
+ * anywhere. GCC's __builtin_cpu_supports also checks that the OS saves the wide
+ * registers (XCR0). FASTRNN_ISA is read by the Python layer, which may only lower
+ * the choice (frn_set_isa refuses anything above frn_cpu_isa()).
+ * A plan remembers the ISA it was packed for and always runs that ISA's kernels.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatch.h"
+#include "layers/omp.h"
+#include "layers/plan.h"
+
+static int frn_isa_current = -1;
+
+static const frn_kernels *frn_table(int isa)
+{
+#ifdef FRN_HAVE_X86
+    if (isa == FRN_ISA_AVX512) return &frn_kernels_avx512;
+    if (isa == FRN_ISA_AVX2) return &frn_kernels_avx2;
+#endif
+    (void)isa;
+    return &frn_kernels_generic;
+}
+
+int frn_isa_compiled(int isa)
+{
+#ifdef FRN_HAVE_X86
+    return isa >= FRN_ISA_GENERIC && isa <= FRN_ISA_AVX512;
+#else
+    return isa == FRN_ISA_GENERIC;
+#endif
+}
+
+int frn_cpu_isa(void)
+{
+#ifdef FRN_HAVE_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        return FRN_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return FRN_ISA_AVX2;
+#endif
+    return FRN_ISA_GENERIC;
+}
+
+int frn_get_isa(void)
+{
+    if (frn_isa_current < 0) frn_isa_current = frn_cpu_isa();
+    return frn_isa_current;
+}
+
+int frn_set_isa(int isa)
+{
+    if (isa < FRN_ISA_GENERIC || isa > frn_cpu_isa() || !frn_isa_compiled(isa)) return FRN_EISA;
+    frn_isa_current = isa;
+    return FRN_OK;
+}
+
+const char *frn_isa_name(int isa)
+{
+    switch (isa) {
+    case FRN_ISA_AVX512: return "avx512";
+    case FRN_ISA_AVX2: return "avx2";
+    default: return "generic";
+    }
+}
+
+int frn_forward(const frn_plan *plan, const frn_seq *seq, int n_threads)
+{
+    if (n_threads < 1) n_threads = 1;
+    return frn_table(plan->isa)->forward(plan, seq, n_threads);
+}
+
+int frn_activation(int isa, int dtype, int kind, const void *x, void *y, size_t n)
+{
+    if (isa > frn_cpu_isa() || !frn_isa_compiled(isa)) return FRN_EISA;
+    return frn_table(isa)->activation(dtype, kind, x, y, n);
+}
+
+int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const void *b_t,
+                  const void *bias, void *c, int n_threads)
+{
+    if (isa > frn_cpu_isa() || !frn_isa_compiled(isa)) return FRN_EISA;
+    return frn_table(isa)->gemm_test(dtype, M, N, K, a, b_t, bias, c, n_threads < 1 ? 1 : n_threads);
+}
+
+/* ---- streams ---- */
+
+void frn_stream_free(frn_stream *s)
+{
+    if (!s) return;
+    int L = s->p->d.num_layers;
+    if (s->h)
+        for (int i = 0; i < 2 * L; i++) free(s->h[i]);
+    if (s->c)
+        for (int i = 0; i < L; i++) free(s->c[i]);
+    free(s->h);
+    free(s->c);
+    free(s->cur);
+    free(s->perm);
+    free(s->m);
+    free(s->z);
+    free(s->xp);
+    free(s);
+}
+
+static void *frn_stream_buf(size_t bytes)
+{
+    void *p = NULL;
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
+
+int frn_stream_create(const frn_plan *plan, int B, frn_stream **out)
+{
+    *out = NULL;
+    if (B < 1 || plan->d.num_dirs != 1) return FRN_EINVAL;
+    frn_stream *s = calloc(1, sizeof *s);
+    if (!s) return FRN_ENOMEM;
+    const int L = plan->d.num_layers;
+    const size_t row = (size_t)B * plan->ldh * plan->esz;
+    s->p = plan;
+    s->B = B;
+    s->perm = malloc(sizeof(int) * (size_t)B);
+    s->cur = calloc((size_t)L, sizeof(int));
+    s->h = calloc((size_t)2 * L, sizeof(void *));
+    s->c = calloc((size_t)L, sizeof(void *));
+    s->m = frn_stream_buf(row);
+    s->z = frn_stream_buf(row);
+    s->xp = frn_stream_buf((size_t)B * plan->xw * plan->esz);
+    if (!s->perm || !s->cur || !s->h || !s->c || !s->m || !s->z || !s->xp) goto nomem;
+    for (int b = 0; b < B; b++) s->perm[b] = b;
+    for (int i = 0; i < 2 * L; i++)
+        if (!(s->h[i] = frn_stream_buf(row))) goto nomem;
+    for (int i = 0; i < L; i++)
+        if (!(s->c[i] = frn_stream_buf(row))) goto nomem;
+    *out = s;
+    return FRN_OK;
+nomem:
+    frn_stream_free(s);
+    return FRN_ENOMEM;
+}
+
+int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads)
+{
+    if (n_threads < 1) n_threads = 1;
+    return frn_table(s->p->isa)->stream_step(s, x, out, n_threads);
+}
+
+/* Copy the carried state to (get) or from (set) h (L, B, h_out) and c (L, B, H). */
+int frn_stream_state(frn_stream *s, void *h, void *c, int set)
+{
+    const frn_plan *p = s->p;
+    const int L = p->d.num_layers, B = s->B, es = p->esz;
+    const int HO = p->h_out, H = p->d.hidden_size;
+    for (int l = 0; l < L; l++) {
+        char *hs = (char *)s->h[2 * l + s->cur[l]];
+        char *cs = (char *)s->c[l];
+        for (int b = 0; b < B; b++) {
+            char *hrow = hs + (size_t)b * p->ldh * es;
+            char *hu = (char *)h + ((size_t)l * B + b) * HO * es;
+            if (set) {
+                memcpy(hrow, hu, (size_t)HO * es);
+            } else {
+                memcpy(hu, hrow, (size_t)HO * es);
+            }
+            if (c && p->d.cell == FRN_LSTM) {
+                char *crow = cs + (size_t)b * p->ldh * es;
+                char *cu = (char *)c + ((size_t)l * B + b) * H * es;
+                if (set)
+                    memcpy(crow, cu, (size_t)H * es);
+                else
+                    memcpy(cu, crow, (size_t)H * es);
+            }
+        }
+    }
+    return FRN_OK;
+}
+
+/* ---- threads and build ---- */
+
+int frn_openmp_enabled(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int frn_max_threads(void) { return omp_get_max_threads(); }
+
+void frn_set_max_threads(int n) { omp_set_num_threads(n); }
+
+const char *frn_compiler(void)
+{
+#if defined(__clang__)
+    return "clang " __clang_version__;
+#elif defined(__GNUC__)
+    return "gcc " __VERSION__;
+#else
+    return "unknown";
+#endif
+}

@@ -1,0 +1,125 @@
+/*
+ * fastrnn.h -- the C interface of the fastrnn engine.
+ *
+ * One entry point per operation. Python (fastrnn/_validate.py) has checked every
+ * shape, size and index before anything here runs; the C code trusts its
+ * arguments and never touches Python objects. Sizes travel in structs, every
+ * entry point returns a status (FRN_OK or an FRN_E* code).
+ *
+ * A network's weights are packed once, at load time, into a frn_plan for one
+ * instruction set and one dtype (see layers/pack.c for the layout); a call only
+ * splits its work among threads.
+ */
+#ifndef FASTRNN_H
+#define FASTRNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. */
+enum { FRN_OK = 0, FRN_ENOMEM = 1, FRN_EINVAL = 2, FRN_EISA = 3 };
+
+/* Instruction sets, lowest first. */
+enum { FRN_ISA_GENERIC = 0, FRN_ISA_AVX2 = 1, FRN_ISA_AVX512 = 2, FRN_ISA_COUNT = 3 };
+
+/* Cell kinds. */
+enum { FRN_RNN_TANH = 0, FRN_RNN_RELU = 1, FRN_LSTM = 2, FRN_GRU = 3 };
+
+/* Element types. */
+enum { FRN_F32 = 0, FRN_F64 = 1 };
+
+/* What a network is: everything needed to pack its weights. */
+typedef struct {
+    int cell;                /* FRN_RNN_TANH .. FRN_GRU */
+    int dtype;               /* FRN_F32 or FRN_F64 */
+    int num_layers;          /* >= 1 */
+    int num_dirs;            /* 1 or 2 */
+    int input_size;          /* I >= 1 */
+    int hidden_size;         /* H >= 1 */
+    int proj_size;           /* P: 0, or 1 <= P < H (LSTM only) */
+    int has_bias;            /* 0 or 1 */
+    int peephole;            /* LSTM only */
+    int linear_before_reset; /* GRU only */
+} frn_desc;
+
+/*
+ * The weights of one (layer, direction), in PyTorch's layout, C-contiguous, of
+ * the plan's dtype. b_ih/b_hh are NULL without bias; w_hr is NULL unless
+ * proj_size > 0; peephole (3, H) rows (i, f, o) is NULL unless peephole.
+ */
+typedef struct {
+    const void *w_ih;     /* (G*H, K_in) */
+    const void *w_hh;     /* (G*H, H_out) */
+    const void *b_ih;     /* (G*H,) */
+    const void *b_hh;     /* (G*H,) */
+    const void *w_hr;     /* (P, H) */
+    const void *peephole; /* (3, H) */
+} frn_weights;
+
+typedef struct frn_plan frn_plan;
+
+/*
+ * One call of a whole network on a sequence.
+ * x: element (t, b, i) at x[t*x_st + b*x_sb + i]; out likewise with (out_st, out_sb)
+ * and D*H_out features per row. h0/c0 may be NULL (zeros); hn/cn are written,
+ * (L*D, B, H_out) and (L*D, B, H) C-contiguous. lengths may be NULL (all T);
+ * else each in [1, T], and out must be zero-filled by the caller past each length.
+ */
+typedef struct {
+    int T, B;
+    const void *x;
+    ptrdiff_t x_st, x_sb;
+    const int64_t *lengths;
+    const void *h0, *c0;
+    void *out;
+    ptrdiff_t out_st, out_sb;
+    void *hn, *cn;
+} frn_seq;
+
+/* Dispatch (dispatch.c). */
+int frn_cpu_isa(void);                 /* best ISA this CPU and this build support */
+int frn_isa_compiled(int isa);         /* 1 if this build has kernels for isa */
+int frn_get_isa(void);                 /* the ISA new plans use */
+int frn_set_isa(int isa);              /* FRN_EISA if above frn_cpu_isa() */
+const char *frn_isa_name(int isa);
+
+/* Plans (layers/pack.c). weights has num_layers*num_dirs entries, index l*D+d. */
+int frn_plan_create(const frn_desc *desc, const frn_weights *weights, frn_plan **out);
+void frn_plan_free(frn_plan *plan);
+int frn_plan_isa(const frn_plan *plan);
+size_t frn_plan_bytes(const frn_plan *plan);
+
+/* Whole-sequence inference with n_threads OpenMP threads (>= 1). */
+int frn_forward(const frn_plan *plan, const frn_seq *seq, int n_threads);
+
+/*
+ * Streams (unidirectional plans): one time step of every layer, the state carried
+ * inside the stream. x (B, I) and out (B, H_out) C-contiguous. frn_stream_state
+ * copies the state out (set=0) or in (set=1): h (L, B, H_out), c (L, B, H) for LSTM
+ * (c may be NULL), C-contiguous.
+ */
+typedef struct frn_stream frn_stream;
+int frn_stream_create(const frn_plan *plan, int B, frn_stream **out);
+void frn_stream_free(frn_stream *s);
+int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads);
+int frn_stream_state(frn_stream *s, void *h, void *c, int set);
+
+/* Test hooks: the activations and one GEMM through the micro-kernels of an ISA. */
+int frn_activation(int isa, int dtype, int kind, const void *x, void *y, size_t n);
+int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const void *b_t,
+                  const void *bias, void *c, int n_threads);
+
+/* Threads and build (dispatch.c). */
+int frn_openmp_enabled(void);
+int frn_max_threads(void);
+void frn_set_max_threads(int n);
+const char *frn_compiler(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTRNN_H */

@@ -1,0 +1,512 @@
+/*
+ * engine.h -- the drivers: a whole network over a sequence, and one stream step.
+ * Included once per (ISA, dtype) by isa/step_*.c with FRN_T, VT, VL, V(), FN() set
+ * (see isa/template.h); no include guard.
+ *
+ * For each layer and direction:
+ *   1. the inputs of a chunk of time steps are gathered into contiguous rows (in
+ *      iteration order: step s, then the sequences still running, longest first)
+ *      and projected in one GEMM, XP = X W_ih^T + folded biases;
+ *   2. the time loop runs one recurrent GEMM per step, h W_hh^T, whose tiles go
+ *      straight to the cell epilogue (cells/), writing the new state, the output
+ *      row and, at each sequence's last step, h_n / c_n.
+ * Sequences are sorted by length once per call, so the rows still running at step
+ * s are a prefix of nact[s] rows: no work for padding, no per-row branches in the
+ * GEMM. The reverse direction walks step s of a sequence of length n at time
+ * n-1-s.
+ *
+ * Threads: one OpenMP team per phase. A phase's work items are (panel, row tile)
+ * pairs in panel-major order, split into one contiguous range per thread, so a
+ * thread keeps the same weight panels (and their place in its L2) step after
+ * step; one barrier per step (two for projections and GRU lbr=False). Splits are
+ * on outputs only, and every tile computes each element with the same chain
+ * (kernels/tile.h): results are bitwise identical for any thread count.
+ */
+
+#include "../kernels/activ.h"
+#include "../kernels/tile.h"
+#include "../cells/common.h"
+#include "../cells/lstm.h"
+#include "../cells/gru.h"
+#include "../cells/rnn.h"
+
+#ifndef FRN_EPI_DEFINED
+#define FRN_EPI_DEFINED
+enum { FRN_EPI_XP, FRN_EPI_LSTM, FRN_EPI_PROJ, FRN_EPI_GRU, FRN_EPI_GRU_RZ, FRN_EPI_GRU_N,
+       FRN_EPI_RNN };
+#endif
+
+/* One GEMM phase: rows x (panels of K x nv*VL), tiles to an epilogue. */
+typedef struct {
+    int epi, nv, np, K, rows;
+    const FRN_T *a;
+    ptrdiff_t lda;
+    const FRN_T *b;
+    ptrdiff_t bs; /* elements between panels */
+    /* FRN_EPI_XP: destination rows and the folded biases */
+    FRN_T *xp;
+    const FRN_T *bias;
+    int xw;
+} FN(phase);
+
+static inline void FN(epilogue)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s,
+                                int r0, int mr, int p0, int npg, const FRN_T *acc)
+{
+    switch (ph->epi) {
+    case FRN_EPI_XP: {
+        const int W = ph->nv * VL;
+        for (int r = 0; r < mr; r++)
+            for (int q = 0; q < npg; q++)
+                for (int v = 0; v < ph->nv; v++) {
+                    const ptrdiff_t col = (ptrdiff_t)(p0 + q) * W + v * VL;
+                    V(store)(ph->xp + (ptrdiff_t)(r0 + r) * ph->xw + col,
+                             V(add)(V(load)(acc + ((ptrdiff_t)r * npg + q) * W + v * VL),
+                                    V(load)(ph->bias + col)));
+                }
+        return;
+    }
+    case FRN_EPI_LSTM: FN(epi_lstm)(C, hnext, s, r0, mr, p0, npg, acc); return;
+    case FRN_EPI_PROJ: FN(epi_proj)(C, hnext, s, r0, mr, p0, npg, acc); return;
+    case FRN_EPI_GRU: FN(epi_gru)(C, hnext, s, r0, mr, p0, npg, acc); return;
+    case FRN_EPI_GRU_RZ: FN(epi_gru_rz)(C, hnext, s, r0, mr, p0, npg, acc); return;
+    case FRN_EPI_GRU_N: FN(epi_gru_n)(C, hnext, s, r0, mr, p0, npg, acc); return;
+    case FRN_EPI_RNN: FN(epi_rnn)(C, hnext, s, r0, mr, p0, npg, acc); return;
+    }
+}
+
+/* Thread tid's share of a phase. */
+static void FN(run_phase)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s, int tid,
+                          int nt)
+{
+    if (ph->rows <= 0) return;
+    const int mrmax = ph->nv == 3 ? FRN_MR_MAX3 : FRN_MR_MAX4;
+    const int nrt = (ph->rows + mrmax - 1) / mrmax;
+    const long items = (long)ph->np * nrt;
+    const long i1 = items * (tid + 1) / nt;
+    FRN_T acc[FRN_MR_MAX3 * 4 * VL * 4] __attribute__((aligned(64)));
+    for (long i = items * tid / nt; i < i1;) {
+        const int p = (int)(i / nrt), rt = (int)(i % nrt);
+        const int r0 = rt * mrmax;
+        const int mr = ph->rows - r0 < mrmax ? ph->rows - r0 : mrmax;
+        int npg = 1;
+        if (nrt == 1) { /* one row tile: consecutive items are consecutive panels */
+            npg = i1 - i < 4 ? (int)(i1 - i) : 4;
+            if (mr > 1) npg = 1;
+        }
+        FN(tile)(ph->nv, mr, npg, ph->K, ph->a + (ptrdiff_t)r0 * ph->lda, ph->lda,
+                 ph->b + (ptrdiff_t)p * ph->bs, ph->bs, acc);
+        FN(epilogue)(ph, C, hnext, s, r0, mr, p, npg, acc);
+        i += npg;
+    }
+}
+
+static inline void FN(barrier)(int nt)
+{
+    if (nt > 1) {
+#pragma omp barrier
+    }
+}
+
+/*
+ * One recurrent step s over the first `rows` sorted rows: C->h[cur] is read,
+ * C->h[cur ^ 1] written. Called by every thread of the team.
+ */
+static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, int tid, int nt)
+{
+    const frn_plan *P = C->p;
+    const frn_dir_w *w = C->w;
+    const int H = P->d.hidden_size;
+    FRN_T *hprev = C->h[cur], *hnext = C->h[cur ^ 1];
+    FN(phase) ph = {0};
+    ph.rows = rows;
+    ph.a = hprev;
+    ph.lda = P->ldh;
+    ph.K = P->h_out;
+    ph.b = (const FRN_T *)w->whh;
+    ph.nv = P->nv_h;
+    ph.np = P->np_h;
+    ph.bs = (ptrdiff_t)P->h_out * P->nv_h * VL;
+    switch (P->d.cell) {
+    case FRN_LSTM:
+        ph.epi = FRN_EPI_LSTM;
+        FN(run_phase)(&ph, C, hnext, s, tid, nt);
+        if (P->d.proj_size > 0) {
+            FN(barrier)(nt);
+            FN(phase) pr = {0};
+            pr.epi = FRN_EPI_PROJ;
+            pr.rows = rows;
+            pr.a = C->m;
+            pr.lda = P->ldh;
+            pr.K = H;
+            pr.b = (const FRN_T *)w->whr;
+            pr.nv = 4;
+            pr.np = P->np_p;
+            pr.bs = (ptrdiff_t)H * 4 * VL;
+            FN(run_phase)(&pr, C, hnext, s, tid, nt);
+        }
+        break;
+    case FRN_GRU:
+        if (P->d.linear_before_reset) {
+            ph.epi = FRN_EPI_GRU;
+            FN(run_phase)(&ph, C, hnext, s, tid, nt);
+        } else {
+            ph.epi = FRN_EPI_GRU_RZ;
+            FN(run_phase)(&ph, C, hnext, s, tid, nt);
+            FN(barrier)(nt);
+            FN(phase) pn = {0};
+            pn.epi = FRN_EPI_GRU_N;
+            pn.rows = rows;
+            pn.a = C->m;
+            pn.lda = P->ldh;
+            pn.K = H;
+            pn.b = (const FRN_T *)w->whn;
+            pn.nv = 4;
+            pn.np = P->np_n;
+            pn.bs = (ptrdiff_t)H * 4 * VL;
+            FN(run_phase)(&pn, C, hnext, s, tid, nt);
+        }
+        break;
+    default:
+        ph.epi = FRN_EPI_RNN;
+        FN(run_phase)(&ph, C, hnext, s, tid, nt);
+        break;
+    }
+}
+
+/* The input projection of `rows` gathered rows into C->xp. */
+static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int rows, int tid, int nt)
+{
+    const frn_plan *P = C->p;
+    FN(phase) ph = {0};
+    ph.epi = FRN_EPI_XP;
+    ph.rows = rows;
+    ph.a = a;
+    ph.lda = lda;
+    ph.K = C->w->k_in;
+    ph.b = (const FRN_T *)C->w->wih;
+    ph.nv = P->nv_x;
+    ph.np = P->np_x;
+    ph.bs = (ptrdiff_t)C->w->k_in * P->nv_x * VL;
+    ph.xp = C->xp;
+    ph.bias = (const FRN_T *)C->w->bias_x;
+    ph.xw = P->xw;
+    FN(run_phase)(&ph, C, NULL, 0, tid, nt);
+}
+
+/*
+ * Threads worth using for a phase of `fma` multiply-adds per step.
+ * A barrier on this machine costs about 0.5 us (two cores, libgomp spinning);
+ * below ~64k multiply-adds a step (LSTM H=64 at batch 1 is 16k) a second thread
+ * saves less than it costs -- measured with `fastrnn bench --threads 2`.
+ */
+static inline int FN(useful_threads)(double fma, int nt)
+{
+    if (fma < 65536.0) return 1;
+    return nt;
+}
+
+/* ---- whole sequences ---------------------------------------------------- */
+
+typedef struct {
+    const frn_plan *p;
+    const frn_seq *q;
+    int nt_step, nt_proj;
+    int *perm, *nact;
+    int chunk_rows;
+    FRN_T *a;           /* chunk_rows x lda_a */
+    ptrdiff_t lda_a;
+    FRN_T *buf[2];      /* inner layers' outputs, T x B x D*h_out */
+    FRN_T *xp, *h0, *h1, *c, *m, *z;
+} FN(fwd);
+
+/* Gather the chunk's input rows [s0, s1) into contiguous rows; returns their count. */
+static int FN(gather)(const FN(fwd) *F, const FN(ctx) *C, const FRN_T *src, ptrdiff_t st,
+                      ptrdiff_t sb, int K, int s0, int s1)
+{
+    int row = 0;
+    for (int s = s0; s < s1; s++)
+        for (int bp = 0; bp < F->nact[s]; bp++, row++) {
+            frn_rowpos rp = FN(rowpos)(C, bp, s);
+            memcpy(F->a + (ptrdiff_t)row * F->lda_a, src + rp.t * st + rp.b * sb,
+                   (size_t)K * sizeof(FRN_T));
+        }
+    return row;
+}
+
+static void FN(time_loop)(const FN(fwd) *F, FN(ctx) *C, int s0, int s1, int *cur, int tid,
+                          int nt)
+{
+    ptrdiff_t xoff = 0;
+    int c0 = *cur;
+    FRN_T *xp0 = C->xp;
+    for (int s = s0; s < s1; s++) {
+        FN(ctx) Cs = *C;
+        Cs.xp = xp0 + xoff;
+        FN(step)(&Cs, s, F->nact[s], c0, tid, nt);
+        FN(barrier)(nt);
+        xoff += (ptrdiff_t)F->nact[s] * F->p->xw;
+        c0 ^= 1;
+    }
+    if (tid == 0) *cur = c0;
+}
+
+static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
+{
+    const int T = q->T, B = q->B, L = P->d.num_layers, D = P->d.num_dirs;
+    const int H = P->d.hidden_size, HO = P->h_out;
+    const int lstm = P->d.cell == FRN_LSTM;
+    int status = FRN_OK;
+    FN(fwd) F = {0};
+    F.p = P;
+    F.q = q;
+
+    /* sort sequences by length, longest first (stable), and count the live rows */
+    F.perm = malloc(sizeof(int) * (size_t)B);
+    F.nact = malloc(sizeof(int) * (size_t)T);
+    if (!F.perm || !F.nact) goto nomem;
+    if (q->lengths) {
+        int *count = calloc((size_t)T + 1, sizeof(int));
+        if (!count) goto nomem;
+        for (int b = 0; b < B; b++) count[q->lengths[b]]++;
+        int pos = 0;
+        for (int n = T; n >= 1; n--) {
+            int k = count[n];
+            count[n] = pos;
+            pos += k;
+        }
+        for (int b = 0; b < B; b++) F.perm[count[q->lengths[b]]++] = b;
+        free(count);
+        for (int s = 0, bp = B; s < T; s++) {
+            while (bp > 0 && q->lengths[F.perm[bp - 1]] <= s) bp--;
+            F.nact[s] = bp;
+        }
+    } else {
+        for (int b = 0; b < B; b++) F.perm[b] = b;
+        for (int s = 0; s < T; s++) F.nact[s] = B;
+    }
+
+    /* chunks: about 1M values of XP and 256k of gathered inputs, at least a step */
+    int kmax = P->d.input_size > D * HO ? P->d.input_size : D * HO;
+    F.lda_a = ((ptrdiff_t)kmax + 15) & ~(ptrdiff_t)15;
+    long cap = (1L << 20) / P->xw;
+    long cap_a = (1L << 18) / F.lda_a;
+    if (cap_a < cap) cap = cap_a;
+    if (cap < B) cap = B;
+    if (cap > (long)T * B) cap = (long)T * B;
+    F.chunk_rows = (int)cap;
+
+    const size_t es = sizeof(FRN_T);
+    const size_t state = (size_t)B * P->ldh * es;
+    F.a = aligned_alloc(64, ((size_t)F.chunk_rows * F.lda_a * es + 63) & ~(size_t)63);
+    F.xp = aligned_alloc(64, ((size_t)F.chunk_rows * P->xw * es + 63) & ~(size_t)63);
+    F.h0 = aligned_alloc(64, state + 64);
+    F.h1 = aligned_alloc(64, state + 64);
+    F.c = aligned_alloc(64, state + 64);
+    F.m = aligned_alloc(64, state + 64);
+    F.z = aligned_alloc(64, state + 64);
+    if (!F.a || !F.xp || !F.h0 || !F.h1 || !F.c || !F.m || !F.z) goto nomem;
+    if (L > 1) {
+        size_t inner = ((size_t)T * B * D * HO * es + 63) & ~(size_t)63;
+        F.buf[0] = aligned_alloc(64, inner);
+        if (L > 2) F.buf[1] = aligned_alloc(64, inner);
+        if (!F.buf[0] || (L > 2 && !F.buf[1])) goto nomem;
+    }
+
+    /* threads: by the multiply-adds of a recurrent step and of an input row */
+    double step_fma = (double)B * HO * P->G * H + (P->d.proj_size ? (double)B * H * HO : 0);
+    F.nt_step = FN(useful_threads)(step_fma, n_threads);
+
+    for (int l = 0; l < L; l++) {
+        const FRN_T *src;
+        ptrdiff_t st, sb;
+        int K;
+        if (l == 0) {
+            src = (const FRN_T *)q->x;
+            st = q->x_st;
+            sb = q->x_sb;
+            K = P->d.input_size;
+        } else {
+            src = F.buf[(l - 1) & 1];
+            st = (ptrdiff_t)B * D * HO;
+            sb = (ptrdiff_t)D * HO;
+            K = D * HO;
+        }
+        FRN_T *dst;
+        ptrdiff_t dt, db;
+        if (l == L - 1) {
+            dst = (FRN_T *)q->out;
+            dt = q->out_st;
+            db = q->out_sb;
+        } else {
+            dst = F.buf[l & 1];
+            dt = (ptrdiff_t)B * D * HO;
+            db = (ptrdiff_t)D * HO;
+        }
+        for (int d = 0; d < D; d++) {
+            const int ld = l * D + d;
+            FN(ctx) C = {0};
+            C.p = P;
+            C.w = &P->w[ld];
+            C.T = T;
+            C.dir = d;
+            C.perm = F.perm;
+            C.len = q->lengths;
+            C.out = dst + d * HO;
+            C.out_st = dt;
+            C.out_sb = db;
+            C.hn = (FRN_T *)q->hn + (ptrdiff_t)ld * B * HO;
+            C.cn = lstm ? (FRN_T *)q->cn + (ptrdiff_t)ld * B * H : NULL;
+            C.h[0] = F.h0;
+            C.h[1] = F.h1;
+            C.c = F.c;
+            C.m = F.m;
+            C.z = F.z;
+            C.xp = F.xp;
+            /* initial state, rows in sorted order */
+            memset(F.h0, 0, state);
+            memset(F.h1, 0, state);
+            memset(F.c, 0, state);
+            for (int bp = 0; bp < B; bp++) {
+                const int b = F.perm[bp];
+                if (q->h0)
+                    memcpy(F.h0 + (ptrdiff_t)bp * P->ldh,
+                           (const FRN_T *)q->h0 + ((ptrdiff_t)ld * B + b) * HO, HO * es);
+                if (lstm && q->c0)
+                    memcpy(F.c + (ptrdiff_t)bp * P->ldh,
+                           (const FRN_T *)q->c0 + ((ptrdiff_t)ld * B + b) * H, H * es);
+            }
+            int cur = 0;
+            for (int s0 = 0; s0 < T;) {
+                int s1 = s0, rows = 0;
+                while (s1 < T && (s1 == s0 || rows + F.nact[s1] <= F.chunk_rows))
+                    rows += F.nact[s1++];
+                FN(gather)(&F, &C, src, st, sb, K, s0, s1);
+                int ntp = FN(useful_threads)((double)rows * K * P->xw, n_threads);
+                if (ntp > 1) {
+#pragma omp parallel num_threads(ntp)
+                    FN(project)(&C, F.a, F.lda_a, rows, omp_get_thread_num(), omp_get_num_threads());
+                } else {
+                    FN(project)(&C, F.a, F.lda_a, rows, 0, 1);
+                }
+                if (F.nt_step > 1) {
+#pragma omp parallel num_threads(F.nt_step)
+                    FN(time_loop)(&F, &C, s0, s1, &cur, omp_get_thread_num(), omp_get_num_threads());
+                } else {
+                    FN(time_loop)(&F, &C, s0, s1, &cur, 0, 1);
+                }
+                s0 = s1;
+            }
+        }
+    }
+    goto done;
+nomem:
+    status = FRN_ENOMEM;
+done:
+    free(F.perm);
+    free(F.nact);
+    free(F.a);
+    free(F.xp);
+    free(F.h0);
+    free(F.h1);
+    free(F.c);
+    free(F.m);
+    free(F.z);
+    free(F.buf[0]);
+    free(F.buf[1]);
+    return status;
+}
+
+/* ---- streams: one step of every layer, state kept in the stream ---------- */
+
+static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n_threads)
+{
+    const frn_plan *P = S->p;
+    const int L = P->d.num_layers, B = S->B;
+    const double fma = (double)B * P->h_out * P->G * P->d.hidden_size;
+    const int nt = FN(useful_threads)(fma, n_threads);
+    FN(ctx) C = {0};
+    C.p = P;
+    C.T = 1;
+    C.perm = S->perm;
+    C.m = (FRN_T *)S->m;
+    C.z = (FRN_T *)S->z;
+    C.xp = (FRN_T *)S->xp;
+#pragma omp parallel num_threads(nt) if (nt > 1) firstprivate(C)
+    {
+        const int tid = nt > 1 ? omp_get_thread_num() : 0;
+        const int team = nt > 1 ? omp_get_num_threads() : 1;
+        for (int l = 0; l < L; l++) {
+            const int cur = S->cur[l];
+            C.w = &P->w[l];
+            C.h[0] = (FRN_T *)S->h[2 * l + cur];
+            C.h[1] = (FRN_T *)S->h[2 * l + (cur ^ 1)];
+            C.c = (FRN_T *)S->c[l];
+            C.out = l == L - 1 ? (FRN_T *)out : NULL;
+            C.out_sb = P->h_out;
+            const FRN_T *a = l == 0 ? (const FRN_T *)x : (const FRN_T *)S->h[2 * (l - 1) + (S->cur[l - 1] ^ 1)];
+            const ptrdiff_t lda = l == 0 ? P->d.input_size : P->ldh;
+            FN(project)(&C, a, lda, B, tid, team);
+            FN(barrier)(team);
+            FN(step)(&C, 0, B, 0, tid, team);
+            FN(barrier)(team);
+        }
+    }
+    for (int l = 0; l < L; l++) S->cur[l] ^= 1;
+    return FRN_OK;
+}
+
+/* ---- test hooks -------------------------------------------------------- */
+
+static void FN(activation)(int kind, const FRN_T *x, FRN_T *y, size_t n)
+{
+    size_t i = 0;
+    for (; i + VL <= n; i += VL) {
+        VT v = V(load)(x + i);
+        V(store)(y + i, kind == 0 ? FN(vsigmoid)(v) : kind == 1 ? FN(vtanh)(v) : FN(vexp)(v));
+    }
+    if (i < n) {
+        VT v = V(load_n)(x + i, (int)(n - i));
+        V(store_n)(y + i, kind == 0 ? FN(vsigmoid)(v) : kind == 1 ? FN(vtanh)(v) : FN(vexp)(v),
+                   (int)(n - i));
+    }
+}
+
+/* c (M, N) = a (M, K) b_t(N, K)^T + bias, through the packed panels and tiles */
+static int FN(gemm_test)(int M, int N, int K, const FRN_T *a, const void *b_t, const FRN_T *bias,
+                         FRN_T *c, int n_threads)
+{
+    const int nbp = ((N + VL - 1) / VL + 3) / 4 * 4;
+    const int xw = nbp * VL;
+    FRN_T *bp = calloc((size_t)nbp / 4 * K * 4 * VL + 1, sizeof(FRN_T));
+    FRN_T *bb = calloc((size_t)xw, sizeof(FRN_T));
+    FRN_T *xp = calloc((size_t)M * xw + 1, sizeof(FRN_T));
+    if (!bp || !bb || !xp) {
+        free(bp);
+        free(bb);
+        free(xp);
+        return FRN_ENOMEM;
+    }
+    frn_pack_panels(bp, b_t, sizeof(FRN_T) == 8 ? FRN_F64 : FRN_F32, K, N, VL, nbp / 4, 4, 0, 1);
+    if (bias) memcpy(bb, bias, sizeof(FRN_T) * (size_t)N);
+    FN(phase) ph = {0};
+    ph.epi = FRN_EPI_XP;
+    ph.rows = M;
+    ph.a = a;
+    ph.lda = K;
+    ph.K = K;
+    ph.b = bp;
+    ph.nv = 4;
+    ph.np = nbp / 4;
+    ph.bs = (ptrdiff_t)K * 4 * VL;
+    ph.xp = xp;
+    ph.bias = bb;
+    ph.xw = xw;
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+    FN(run_phase)(&ph, NULL, NULL, 0, n_threads > 1 ? omp_get_thread_num() : 0,
+                  n_threads > 1 ? omp_get_num_threads() : 1);
+    for (int i = 0; i < M; i++) memcpy(c + (size_t)i * N, xp + (size_t)i * xw, sizeof(FRN_T) * N);
+    free(bp);
+    free(bb);
+    free(xp);
+    return FRN_OK;
+}

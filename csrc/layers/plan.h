@@ -1,0 +1,80 @@
+/*
+ * plan.h -- a network's weights, packed once for one ISA and dtype.
+ *
+ * Units are grouped in blocks of VL (the vector width of the ISA and dtype); the
+ * last block is zero-padded. A "panel" is the packed slice of a weight matrix that
+ * one micro-kernel tile reads: K rows of W = NV*VL values, gate-interleaved so one
+ * tile yields every gate of the same units and the cell epilogue can run on it
+ * straight away (DESIGN.md, "Where the time goes"):
+ *
+ *   matrix          panel covers                     NV   used by
+ *   W_ih (x)        U_x unit blocks x all G gates    G*U_x input projection
+ *   W_hh LSTM       1 unit block x (i, f, g, o)      4    recurrent step
+ *   W_hh GRU        1 unit block x (r, z, n)         3    linear_before_reset=True
+ *   W_hh GRU        2 unit blocks x (r, z)           4    phase 1 of lbr=False
+ *   W_hn GRU        4 unit blocks of n               4    phase 2 of lbr=False
+ *   W_hh RNN        4 unit blocks                    4
+ *   W_hr LSTM       4 blocks of projected units      4    projection
+ *
+ * The input projection of every step lands in XP rows of xw = nbp*G*VL values in
+ * the order [unit block][gate][lane], with every bias that can be folded in
+ * (b_ih + b_hh; for GRU with lbr=True, b_hn stays apart because r multiplies it).
+ * Reduction (K) dimensions are never padded, so padded units never feed back.
+ */
+#ifndef FRN_PLAN_H
+#define FRN_PLAN_H
+
+#include "../fastrnn.h"
+
+typedef struct {
+    int k_in;      /* input features of this layer */
+    void *wih;     /* np_x panels of k_in x nv_x*VL */
+    void *whh;     /* np_h panels of h_out x nv_h*VL */
+    void *whn;     /* GRU lbr=False: np_n panels of H x 4*VL (n gate) */
+    void *whr;     /* LSTM projection: np_p panels of H x 4*VL */
+    void *bias_x;  /* xw values */
+    void *bias_hn; /* GRU lbr=True: nbp*VL values */
+    void *peep;    /* LSTM peepholes: 3 rows of nbp*VL (i, f, o) */
+} frn_dir_w;
+
+struct frn_plan {
+    frn_desc d;
+    int isa;
+    int vl;        /* lanes per vector */
+    int esz;       /* bytes per element */
+    int G;         /* gates */
+    int h_out;     /* proj_size or hidden_size */
+    int nb, nbp;   /* unit blocks, padded to a multiple of every U of the cell */
+    int xw;        /* XP row width */
+    int u_x, nv_x, np_x;
+    int u_h, nv_h, np_h;
+    int np_n;      /* GRU lbr=False */
+    int pbp, np_p; /* projection: padded blocks of projected units, panels */
+    int ldh;       /* row stride of the h state and of every per-row scratch */
+    size_t bytes;  /* packed size */
+    frn_dir_w *w;  /* num_layers * num_dirs */
+};
+
+/* A stream: the carried state of every layer, padded rows, ping-pong h. */
+struct frn_stream {
+    const frn_plan *p;
+    int B;
+    int *perm;   /* identity: streams have no lengths */
+    int *cur;    /* per layer: which of the two h buffers holds the state */
+    void **h;    /* 2 per layer, B x ldh */
+    void **c;    /* per layer, B x ldh (LSTM) */
+    void *m, *z, *xp;
+};
+
+/* Pack rows of a row-major (rows x K) matrix into panels of U unit blocks x ng gates
+   starting at gate g0 (pack.c). */
+void frn_pack_panels(void *dst, const void *src, int dtype, int K, int H, int vl, int npanels,
+                     int U, int g0, int ng);
+
+static inline int frn_lanes(int isa, int dtype)
+{
+    int f32 = isa == FRN_ISA_AVX512 ? 16 : 8;
+    return dtype == FRN_F64 ? f32 / 2 : f32;
+}
+
+#endif

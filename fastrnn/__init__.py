@@ -1,0 +1,27 @@
+"""fastrnn: fast CPU inference for recurrent networks trained in PyTorch.
+
+Layers mirror torch.nn (RNN, LSTM, GRU), take NumPy arrays, and run hand-written
+C kernels with OpenMP. See SPEC.md of the project for the full contract.
+"""
+
+__version__ = "0.1.0"
+
+from . import _config
+from ._config import config, get_num_threads, set_num_threads, show_config
+from .errors import ModelFileError, UnsafeModelError
+from .layers import GRU, LSTM, RNN
+
+_config._apply_env_isa()
+
+__all__ = [
+    "RNN",
+    "LSTM",
+    "GRU",
+    "ModelFileError",
+    "UnsafeModelError",
+    "config",
+    "show_config",
+    "set_num_threads",
+    "get_num_threads",
+    "__version__",
+]

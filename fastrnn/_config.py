@@ -1,0 +1,86 @@
+"""Runtime configuration: instruction set, threads, build facts (SPEC §5)."""
+
+from __future__ import annotations
+
+import operator
+import os
+
+from . import _kernels
+
+__all__ = ["config", "show_config", "set_num_threads", "get_num_threads"]
+
+ISA_NAMES = ("generic", "avx2", "avx512")
+
+
+def _available_isas() -> list[str]:
+    best = _kernels.cpu_isa()
+    return [n for i, n in enumerate(ISA_NAMES) if i <= best and _kernels.isa_compiled(i)]
+
+
+def _apply_env_isa() -> None:
+    """Honour FASTRNN_ISA at import: it may only lower the choice."""
+    value = os.environ.get("FASTRNN_ISA")
+    if value is None or value.strip() == "":
+        return
+    name = value.strip().lower()
+    if name not in ISA_NAMES:
+        raise ValueError(
+            f"FASTRNN_ISA={value!r} is not an instruction set fastrnn knows; "
+            f"use one of {', '.join(ISA_NAMES)}"
+        )
+    available = _available_isas()
+    if name not in available:
+        raise ValueError(
+            f"FASTRNN_ISA={value!r} is not supported by this CPU or this build; "
+            f"available here: {', '.join(available)}"
+        )
+    _kernels._set_isa(ISA_NAMES.index(name))
+
+
+def current_isa() -> str:
+    return ISA_NAMES[_kernels.get_isa()]
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of OpenMP threads fastrnn uses (n >= 1).
+
+    Like OpenMP's ``omp_set_num_threads``, this sets the value for the calling
+    thread (and threads it starts afterwards inherit the process default, set by
+    OMP_NUM_THREADS). threadpoolctl's limits act on the same setting.
+    """
+    if isinstance(n, bool):
+        raise TypeError(f"n must be an integer >= 1, got {n!r}")
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"n must be an integer >= 1, got {type(n).__name__} {n!r}") from None
+    if n < 1:
+        raise ValueError(f"n is {n}; the number of threads must be >= 1")
+    _kernels.set_max_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of OpenMP threads fastrnn uses for calls from this thread."""
+    return _kernels.max_threads()
+
+
+def config() -> dict:
+    """The build and runtime configuration as a dict (SPEC §5)."""
+    from . import __version__
+
+    return {
+        "version": __version__,
+        "compiler": _kernels.compiler(),
+        "openmp": _kernels.openmp_enabled(),
+        "isa": current_isa(),
+        "isa_available": _available_isas(),
+        "num_threads": get_num_threads(),
+    }
+
+
+def show_config() -> None:
+    """Print :func:`config` in a readable form."""
+    for key, value in config().items():
+        if isinstance(value, list):
+            value = ", ".join(value)
+        print(f"{key + ':':<15}{value}")

@@ -1,0 +1,279 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, embedsignature=True
+"""Thin wrapper over the C engine (csrc/fastrnn.h).
+
+No math and no checks here: fastrnn/_validate.py and the layers have already
+checked every shape, dtype and index and made every array C-contiguous of the
+plan's dtype. Each function makes one C call with the GIL released.
+"""
+
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
+
+cimport numpy as cnp
+
+cnp.import_array()
+
+
+cdef extern from "fastrnn.h" nogil:
+    enum:
+        FRN_OK
+        FRN_ENOMEM
+        FRN_EINVAL
+        FRN_EISA
+        FRN_F32
+        FRN_F64
+
+    ctypedef struct frn_desc:
+        int cell
+        int dtype
+        int num_layers
+        int num_dirs
+        int input_size
+        int hidden_size
+        int proj_size
+        int has_bias
+        int peephole
+        int linear_before_reset
+
+    ctypedef struct frn_weights:
+        const void *w_ih
+        const void *w_hh
+        const void *b_ih
+        const void *b_hh
+        const void *w_hr
+        const void *peephole
+
+    ctypedef struct frn_plan:
+        pass
+
+    ctypedef struct frn_seq:
+        int T
+        int B
+        const void *x
+        Py_ssize_t x_st
+        Py_ssize_t x_sb
+        const int64_t *lengths
+        const void *h0
+        const void *c0
+        void *out
+        Py_ssize_t out_st
+        Py_ssize_t out_sb
+        void *hn
+        void *cn
+
+    ctypedef struct frn_stream:
+        pass
+
+    int frn_cpu_isa()
+    int frn_isa_compiled(int isa)
+    int frn_get_isa()
+    int frn_set_isa(int isa)
+    const char *frn_isa_name(int isa)
+    int frn_plan_create(const frn_desc *desc, const frn_weights *weights, frn_plan **out)
+    void frn_plan_free(frn_plan *plan)
+    int frn_plan_isa(const frn_plan *plan)
+    size_t frn_plan_bytes(const frn_plan *plan)
+    int frn_forward(const frn_plan *plan, const frn_seq *seq, int n_threads)
+    int frn_stream_create(const frn_plan *plan, int B, frn_stream **out)
+    void frn_stream_free(frn_stream *s)
+    int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads)
+    int frn_stream_state(frn_stream *s, void *h, void *c, int set)
+    int frn_activation(int isa, int dtype, int kind, const void *x, void *y, size_t n)
+    int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const void *b_t,
+                      const void *bias, void *c, int n_threads)
+    int frn_openmp_enabled()
+    int frn_max_threads()
+    void frn_set_max_threads(int n)
+    const char *frn_compiler()
+
+
+cdef inline void *_ptr(object a) except? NULL:
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef int _check(int rc) except -1:
+    if rc == FRN_OK:
+        return 0
+    if rc == FRN_ENOMEM:
+        raise MemoryError("fastrnn: out of memory")
+    if rc == FRN_EISA:
+        raise ValueError("fastrnn: instruction set not available on this CPU or in this build")
+    raise ValueError("fastrnn: the engine refused its arguments (status %d)" % rc)
+
+
+cdef class Plan:
+    """Weights of a network packed for one ISA and dtype (C frn_plan)."""
+
+    cdef frn_plan *ptr
+    cdef readonly int isa
+    cdef readonly int num_layers
+    cdef readonly int num_dirs
+
+    def __cinit__(self, int cell, bint double, int num_layers, int num_dirs, int input_size,
+                  int hidden_size, int proj_size, bint has_bias, bint peephole,
+                  bint linear_before_reset, list weights):
+        # weights: num_layers*num_dirs tuples (w_ih, w_hh, b_ih, b_hh, w_hr, peephole)
+        cdef frn_desc d
+        cdef int n = num_layers * num_dirs
+        cdef int i, rc
+        d.cell = cell
+        d.dtype = FRN_F64 if double else FRN_F32
+        d.num_layers = num_layers
+        d.num_dirs = num_dirs
+        d.input_size = input_size
+        d.hidden_size = hidden_size
+        d.proj_size = proj_size
+        d.has_bias = has_bias
+        d.peephole = peephole
+        d.linear_before_reset = linear_before_reset
+        cdef frn_weights *w = <frn_weights *>malloc(sizeof(frn_weights) * n)
+        if w == NULL:
+            raise MemoryError()
+        try:
+            for i in range(n):
+                t = weights[i]
+                w[i].w_ih = _ptr(t[0])
+                w[i].w_hh = _ptr(t[1])
+                w[i].b_ih = _ptr(t[2])
+                w[i].b_hh = _ptr(t[3])
+                w[i].w_hr = _ptr(t[4])
+                w[i].peephole = _ptr(t[5])
+            with nogil:
+                rc = frn_plan_create(&d, w, &self.ptr)
+            _check(rc)
+        finally:
+            free(w)
+        self.isa = frn_plan_isa(self.ptr)
+        self.num_layers = num_layers
+        self.num_dirs = num_dirs
+
+    def __dealloc__(self):
+        if self.ptr != NULL:
+            frn_plan_free(self.ptr)
+            self.ptr = NULL
+
+    @property
+    def nbytes(self):
+        return frn_plan_bytes(self.ptr)
+
+    def forward(self, x, Py_ssize_t x_st, Py_ssize_t x_sb, int T, int B, lengths, h0, c0,
+                out, Py_ssize_t out_st, Py_ssize_t out_sb, hn, cn, int n_threads):
+        """Run the network; strides are in elements. See frn_seq in fastrnn.h."""
+        cdef frn_seq q
+        cdef int rc
+        q.T = T
+        q.B = B
+        q.x = _ptr(x)
+        q.x_st = x_st
+        q.x_sb = x_sb
+        q.lengths = <const int64_t *>_ptr(lengths)
+        q.h0 = _ptr(h0)
+        q.c0 = _ptr(c0)
+        q.out = _ptr(out)
+        q.out_st = out_st
+        q.out_sb = out_sb
+        q.hn = _ptr(hn)
+        q.cn = _ptr(cn)
+        with nogil:
+            rc = frn_forward(self.ptr, &q, n_threads)
+        _check(rc)
+
+
+cdef class Stream:
+    """The carried state of a unidirectional network stepping B sequences."""
+
+    cdef frn_stream *ptr
+    cdef readonly Plan plan
+
+    def __cinit__(self, Plan plan, int batch):
+        cdef int rc
+        self.plan = plan
+        with nogil:
+            rc = frn_stream_create(plan.ptr, batch, &self.ptr)
+        _check(rc)
+
+    def __dealloc__(self):
+        if self.ptr != NULL:
+            frn_stream_free(self.ptr)
+            self.ptr = NULL
+
+    def step(self, x, out, int n_threads):
+        cdef const void *px = cnp.PyArray_DATA(<cnp.ndarray>x)
+        cdef void *po = cnp.PyArray_DATA(<cnp.ndarray>out)
+        cdef int rc
+        with nogil:
+            rc = frn_stream_step(self.ptr, px, po, n_threads)
+        if rc != FRN_OK:
+            _check(rc)
+
+    def get_state(self, h, c):
+        frn_stream_state(self.ptr, _ptr(h), _ptr(c), 0)
+
+    def set_state(self, h, c):
+        frn_stream_state(self.ptr, _ptr(h), _ptr(c), 1)
+
+
+def cpu_isa():
+    """Best ISA this CPU and this build support (0 generic, 1 avx2, 2 avx512)."""
+    return frn_cpu_isa()
+
+
+def isa_compiled(int isa):
+    return bool(frn_isa_compiled(isa))
+
+
+def get_isa():
+    return frn_get_isa()
+
+
+def _set_isa(int isa):
+    """Private: the ISA new plans use (tests run every path in one process)."""
+    _check(frn_set_isa(isa))
+
+
+def isa_name(int isa):
+    return frn_isa_name(isa).decode()
+
+
+def activation(int isa, int kind, x, y):
+    """Test hook: y = sigmoid (0), tanh (1) or exp (2) of x through an ISA's kernels."""
+    cdef int dt = FRN_F64 if x.dtype.itemsize == 8 else FRN_F32
+    cdef size_t n = x.size
+    cdef const void *px = _ptr(x)
+    cdef void *py = _ptr(y)
+    cdef int rc
+    with nogil:
+        rc = frn_activation(isa, dt, kind, px, py, n)
+    _check(rc)
+
+
+def gemm_test(int isa, a, b_t, bias, c, int n_threads):
+    """Test hook: c = a @ b_t.T + bias through an ISA's packed panels and tiles."""
+    cdef int dt = FRN_F64 if a.dtype.itemsize == 8 else FRN_F32
+    cdef int M = a.shape[0], K = a.shape[1], N = b_t.shape[0]
+    cdef const void *pa = _ptr(a)
+    cdef const void *pb = _ptr(b_t)
+    cdef const void *pbias = _ptr(bias)
+    cdef void *pc = _ptr(c)
+    cdef int rc
+    with nogil:
+        rc = frn_gemm_test(isa, dt, M, N, K, pa, pb, pbias, pc, n_threads)
+    _check(rc)
+
+
+def openmp_enabled():
+    return bool(frn_openmp_enabled())
+
+
+def max_threads():
+    return frn_max_threads()
+
+
+def set_max_threads(int n):
+    frn_set_max_threads(n)
+
+
+def compiler():
+    return frn_compiler().decode()

@@ -1,0 +1,197 @@
+"""Every check on what a caller passes, and its message (SPEC §4).
+
+Nothing reaches the C engine that has not been through here: arrays come out
+C-contiguous, of the layer dtype, with the shapes the engine expects. Messages
+name the argument, what came and what is allowed.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+_FLOAT_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype} and shape {value.shape}"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def integer(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An int (not bool) within [minimum, maximum]."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {_describe(value)}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {_describe(value)}") from None
+    if minimum is not None and value < minimum:
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} is {value}; it must be {bound}")
+    if maximum is not None and value > maximum:
+        bound = f"<= {maximum}" if minimum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} is {value}; it must be {bound}")
+    return value
+
+
+def flag(name: str, value) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+
+
+def choice(name: str, value, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(
+            f"{name} is {value!r}; allowed: {', '.join(repr(a) for a in allowed)}"
+        )
+    return value
+
+
+def dtype(value) -> np.dtype:
+    """'float32' or 'float64' (any spelling numpy accepts for them)."""
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in _FLOAT_DTYPES:
+        raise ValueError(f"dtype is {value!r}; allowed: 'float32', 'float64'")
+    return _FLOAT_DTYPES[dt.name]
+
+
+def seed(value):
+    if value is None:
+        return None
+    if isinstance(value, (np.random.SeedSequence, np.random.BitGenerator, np.random.Generator)):
+        return value
+    return integer("seed", value, minimum=0)
+
+
+def float_array(name: str, value, dt: np.dtype) -> np.ndarray:
+    """A numeric array-like as a C-contiguous array of dtype dt (a copy when needed;
+    the caller's array is never modified). Strings, objects, complex and bool are
+    refused with TypeError."""
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        if value is None:
+            raise TypeError(f"{name} must be a numeric array, got None")
+        if hasattr(value, "__array__") or isinstance(value, (list, tuple)) or np.isscalar(value):
+            value = _torch_to_numpy(value)
+            try:
+                arr = np.asarray(value)
+            except (ValueError, TypeError) as exc:
+                raise TypeError(f"{name} must be a numeric array; converting it failed: {exc}") from None
+        else:
+            raise TypeError(f"{name} must be a numeric array, got {_describe(value)}")
+    kind = arr.dtype.kind
+    if kind not in "fiu":
+        what = {
+            "b": "bool",
+            "c": "complex",
+            "O": "object",
+            "U": "string",
+            "S": "bytes",
+            "V": "structured",
+            "M": "datetime",
+            "m": "timedelta",
+        }.get(kind, str(arr.dtype))
+        raise TypeError(
+            f"{name} must hold real numbers (float or integer), got {what} values "
+            f"(dtype {arr.dtype})"
+        )
+    if arr.dtype == dt and arr.flags.c_contiguous and arr.flags.aligned:
+        return arr
+    return np.ascontiguousarray(arr, dtype=dt)
+
+
+def _torch_to_numpy(value):
+    """A torch tensor as NumPy, without importing torch."""
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        t = value.detach().cpu()
+        if str(t.dtype) in ("torch.bfloat16",):
+            t = t.float()
+        return t.numpy()
+    return value
+
+
+def sequence(x, input_size: int, batch_first: bool, dt: np.dtype):
+    """Validate the input sequence of a layer.
+
+    Returns (x, T, B, unbatched, x_st, x_sb): x C-contiguous of dtype dt, with
+    element (t, b, i) at t*x_st + b*x_sb + i.
+    """
+    x = float_array("x", x, dt)
+    if x.ndim == 2:
+        T, feat = x.shape
+        B = 1
+        unbatched = True
+        st, sb = feat, 0
+    elif x.ndim == 3:
+        unbatched = False
+        if batch_first:
+            B, T, feat = x.shape
+            st, sb = feat, T * feat
+        else:
+            T, B, feat = x.shape
+            st, sb = B * feat, feat
+    else:
+        layout = "(B, T, input_size)" if batch_first else "(T, B, input_size)"
+        raise ValueError(
+            f"x must be 3-D {layout} or 2-D (T, input_size) for one unbatched sequence; "
+            f"got {x.ndim}-D with shape {x.shape}"
+        )
+    if feat != input_size:
+        raise ValueError(
+            f"x has {feat} features (shape {x.shape}) but the layer's input_size is {input_size}"
+        )
+    if T < 1:
+        raise ValueError(f"x has {T} time steps (shape {x.shape}); T must be >= 1")
+    return x, T, B, unbatched, st, sb
+
+
+def state(name: str, value, shape: tuple, dt: np.dtype, unbatched: bool) -> np.ndarray:
+    """An initial state of exactly `shape` (batch axis dropped when unbatched)."""
+    if unbatched:
+        shape = (shape[0],) + tuple(shape[2:])
+    arr = float_array(name, value, dt)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {arr.shape}; expected {tuple(shape)}")
+    return arr
+
+
+def lengths(value, B: int, T: int) -> np.ndarray | None:
+    """Per-sequence lengths as int64 (B,), each in [1, T]; None when all equal T."""
+    if value is None:
+        return None
+    value = _torch_to_numpy(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"lengths must be a 1-D array of integers; converting it failed: {exc}") from None
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and \
+                np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        elif arr.dtype.kind == "f" and arr.size == 0:
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != B:
+        raise ValueError(f"lengths has shape {arr.shape}; expected ({B},), one length per sequence")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    bad = np.flatnonzero((arr < 1) | (arr > T))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"lengths[{i}] is {int(arr[i])}; each length must be in [1, T={T}]")
+    if np.all(arr == T):
+        return None
+    return arr
