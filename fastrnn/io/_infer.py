@@ -370,11 +370,13 @@ def build(cls_name: str, kwargs: dict, state: dict, source: str):
     cls = getattr(module, cls_name)
     input_size = kwargs.pop("input_size")
     hidden_size = kwargs.pop("hidden_size")
-    if cls_name.endswith("Cell"):
-        obj = cls(input_size, hidden_size, **kwargs)
-    else:
-        num_layers = kwargs.pop("num_layers")
-        obj = cls(input_size, hidden_size, num_layers, **kwargs)
+    try:
+        if cls_name.endswith("Cell"):
+            obj = cls(input_size, hidden_size, **kwargs)
+        else:
+            obj = cls(input_size, hidden_size, kwargs.pop("num_layers"), **kwargs)
+    except ValueError as exc:  # every size came from the file's weights
+        raise ModelFileError(f"{source}: {exc}") from exc
     try:
         obj.load_state_dict(state, strict=True)
     except ValueError as exc:

@@ -329,7 +329,10 @@ def _first_input_batch_first(g, first, info):
         p = g.attrs(node).get("perm") if node.op_type == "Transpose" else None
         if p is not None:
             if sorted(p) != [0, 1, 2]:
-                g.fail(f"{g.label(node)} before {g.label(first)} has perm={list(p)}; expected a 3-D permutation")
+                g.fail(
+                    f"{g.label(node)} before {g.label(first)} has perm={list(p)}; "
+                    "expected a 3-D permutation"
+                )
             perm = [perm[i] for i in p]
     if perm not in ([0, 1, 2], [1, 0, 2]):
         g.fail(
@@ -369,7 +372,9 @@ def load_onnx(path, source: str) -> Found:
     try:
         import onnx
     except ImportError as exc:
-        raise ModelFileError(f"{source}: .onnx files need the 'onnx' package; {_ONNX_HINT}") from exc
+        raise ModelFileError(
+            f"{source}: .onnx files need the 'onnx' package; {_ONNX_HINT}"
+        ) from exc
     try:
         model = onnx.load(os.fspath(path))
     except Exception as exc:  # DecodeError, OSError, ValidationError, ...
