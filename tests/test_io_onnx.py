@@ -121,6 +121,46 @@ def test_torch_export_without_constant_folding(tmp_path):
     assert_close(run_spec(spec, x), torch_run(module, x))
 
 
+@pytest.mark.parametrize("kind,kwargs", [("LSTM", dict(num_layers=2, bidirectional=True)),
+                                         ("GRU", dict(batch_first=True))])
+def test_torch_dynamo_export(tmp_path, kind, kwargs):
+    """torch's default (dynamo) exporter also writes LSTM/GRU nodes."""
+    torch = need("torch")
+    need("onnxscript")
+    torch.manual_seed(0)
+    module = getattr(torch.nn, kind)(4, 5, **kwargs).eval()
+    shape = (B, T, 4) if kwargs.get("batch_first") else (T, B, 4)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.from_numpy(x),), str(tmp_path / "m.onnx"), dynamo=True)
+    spec = read(tmp_path / "m.onnx")
+    assert spec.class_name == kind
+    assert spec.kwargs["batch_first"] == kwargs.get("batch_first", False)
+    want = torch_run(module, x)
+    assert_close(run_spec(spec, x), want)
+    try:
+        fastrnn = need_layers()
+    except pytest.skip.Exception:
+        return
+    assert_close(layer_run(fastrnn.load(tmp_path / "m.onnx"), x), want)
+
+
+def test_torch_dynamo_export_unrolled_rnn_is_refused(tmp_path):
+    torch = need("torch")
+    need("onnxscript")
+    module = torch.nn.RNN(4, 5).eval()
+    x = np.zeros((T, B, 4), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.from_numpy(x),), str(tmp_path / "m.onnx"), dynamo=True)
+    if any(n.op_type == "RNN" for n in onnx.load(str(tmp_path / "m.onnx")).graph.node):
+        assert read(tmp_path / "m.onnx").class_name == "RNN"  # a later torch may write it
+        return
+    with pytest.raises(ModelFileError, match="no LSTM, GRU or RNN node.*dynamo=False"):
+        read(tmp_path / "m.onnx")
+
+
 def test_torch_export_float64(tmp_path):
     torch = need("torch")
     module = _module("LSTM", {}, 1, True).double()

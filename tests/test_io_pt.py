@@ -294,6 +294,23 @@ def test_views_and_shared_storage(tmp_path):
     assert spec.class_name == "LSTM" and spec.kwargs["hidden_size"] == 2
 
 
+def test_expanded_tensor_is_refused(tmp_path):
+    """A stride-0 view could ask for any amount of memory from a tiny file."""
+    torch.save({"weight_ih_l0": torch.zeros(1).expand(1000, 1000)}, tmp_path / "x.pt")
+    with pytest.raises(ModelFileError, match="1000000 elements but its storage"):
+        read(tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("protocol", [1, 2])
+def test_old_pickle_protocols(tmp_path, protocol):
+    module = make("GRU", dict(input_size=3, hidden_size=4, num_layers=2))
+    torch.save(module, tmp_path / "m.pt", pickle_protocol=protocol)
+    spec = read(tmp_path / "m.pt")
+    assert spec.class_name == "GRU" and spec.kwargs["num_layers"] == 2
+    for k, v in module.state_dict().items():
+        np.testing.assert_array_equal(spec.state_dict[k], v.numpy())
+
+
 def test_prefixed_state_dict_and_checkpoint(tmp_path):
     class Wrapper(torch.nn.Module):
         def __init__(self):
@@ -414,13 +431,23 @@ def test_lying_tensor_sizes(tmp_path):
 
     def grow(name, data):
         if name.endswith("data.pkl"):
-            # (4, 3) -> (40, 3): past the end of the 12-element storage
+            # size (4, 3) -> (40, 3): more elements than the storage has
             return data.replace(b"K\x04K\x03\x86", b"K(K\x03\x86", 1)
         return data
 
     _rewrite_zip(tmp_path / "ok.pt", tmp_path / "bad.pt", grow)
-    with pytest.raises(ModelFileError, match="reaches element .* holds 12 elements"):
+    with pytest.raises(ModelFileError, match="120 elements but its storage '0' holds 12"):
         read(tmp_path / "bad.pt")
+
+    def stride(name, data):
+        if name.endswith("data.pkl"):
+            # stride (3, 1) -> (4, 1): the last row reads past the storage
+            return data.replace(b"K\x03K\x01\x86", b"K\x04K\x01\x86", 1)
+        return data
+
+    _rewrite_zip(tmp_path / "ok.pt", tmp_path / "bad2.pt", stride)
+    with pytest.raises(ModelFileError, match="reaches element 14 of storage '0', which holds 12"):
+        read(tmp_path / "bad2.pt")
 
     def shrink_storage(name, data):
         return data[:-4] if name.endswith("/data/0") else data

@@ -125,7 +125,7 @@ class _Graph:
 
     def _evaluate(self, name):
         """Run the constant subgraph that computes ``name`` (onnx.reference)."""
-        needed, stack, seen = [], [name], set()
+        needed, needed_ids, stack, seen = [], set(), [name], set()
         while stack:
             tensor = stack.pop()
             if not tensor or tensor in seen or tensor in self.initializers:
@@ -136,8 +136,9 @@ class _Graph:
             if tensor not in self.producer:
                 self.fail(f"tensor {tensor!r} has no producer")
             node = self.producer[tensor][0]
-            if id(node) not in {id(n) for n in needed}:
+            if id(node) not in needed_ids:
                 needed.append(node)
+                needed_ids.add(id(node))
                 if any(a.type == self.onnx.AttributeProto.GRAPH for a in node.attribute):
                     return _RUNTIME  # control flow: not a plain constant
                 stack.extend(node.input)
@@ -387,10 +388,17 @@ def load_onnx(path, source: str) -> Found:
     ]
     if not nodes:
         ops = sorted({n.op_type for n in g.graph.node})
+        hint = ""
+        if "MatMul" in ops or "Gemm" in ops:
+            hint = (
+                "; if the recurrence was unrolled into MatMul/Add ops (the "
+                "dynamo exporter does so for nn.RNN), export with "
+                "torch.onnx.export(..., dynamo=False)"
+            )
         g.fail(
             "holds no LSTM, GRU or RNN node in its main graph (found "
             f"{', '.join(ops[:12]) or 'no nodes'}); fastrnn loads ONNX "
-            "recurrent nodes"
+            f"recurrent nodes{hint}"
         )
     kinds = sorted({n.op_type for n in nodes})
     if len(kinds) > 1:

@@ -223,6 +223,14 @@ def _rebuild(storage, storage_offset, size, stride, code=None) -> np.ndarray:
         count *= s
     base_code = "u2" if code == "bf16" else code
     dtype = np.dtype(base_code).newbyteorder(storage.order)
+    if count > numel:
+        # Only a stride-0 (expanded) view can do this; a weight never is one,
+        # and copying it out could take unbounded memory.
+        raise ModelFileError(
+            f"a tensor of size {size} and stride {stride} has {count} elements "
+            f"but its storage {storage.key!r} holds {numel}; fastrnn does not "
+            "read tensors that repeat elements"
+        )
     if count == 0:
         out = np.empty(size, dtype=dtype.newbyteorder("="))
     else:
@@ -316,6 +324,12 @@ _FUNCTIONS = {
     ("builtins", "set"): _set,
     ("copyreg", "_reconstructor"): _reconstructor,
 }
+# Globals mapped to themselves: inert builtins with no callable behaviour
+# a pickle could abuse (``object`` is _reconstructor's base argument).
+_BUILTINS = {("builtins", "object"): object}
+
+
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -328,13 +342,14 @@ class _SafeUnpickler(pickle.Unpickler):
         self._modules = {}
 
     def find_class(self, module, name):
-        if module == "__builtin__":  # Python 2 name, pickle protocol <= 2
-            module = "builtins"
+        module = _PY2_MODULES.get(module, module)  # pickle protocols <= 2
         if not (isinstance(module, str) and isinstance(name, str)):
             raise UnsafeModelError(f"refused to load global {module!r}.{name!r}")
         key = (module, name)
         if key in _FUNCTIONS:
             return _Function(f"{module}.{name}", _FUNCTIONS[key])
+        if key in _BUILTINS:
+            return _BUILTINS[key]
         if module == "torch":
             if name in _STORAGE_TYPES:
                 return _StorageType(name, _STORAGE_TYPES[name])
