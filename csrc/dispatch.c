@@ -7,6 +7,7 @@
  * the choice (frn_set_isa refuses anything above frn_cpu_isa()).
  * A plan remembers the ISA it was packed for and always runs that ISA's kernels.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +87,53 @@ int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const 
 {
     if (isa > frn_cpu_isa() || !frn_isa_compiled(isa)) return FRN_EISA;
     return frn_table(isa)->gemm_test(dtype, M, N, K, a, b_t, bias, c, n_threads < 1 ? 1 : n_threads);
+}
+
+/* ---- per-thread workspace ----
+ * A call's buffers (gathered inputs, input projections, states) come from a block
+ * each calling thread keeps between calls: a fresh multi-megabyte allocation per
+ * call costs page faults (glibc returns large blocks to the OS), about 1 us per
+ * step at batch 1, H=512. Per thread, so many Python threads may call at once;
+ * freed when the thread ends. */
+typedef struct {
+    void *p;
+    size_t n;
+} frn_ws;
+
+static pthread_key_t frn_ws_key;
+static pthread_once_t frn_ws_once = PTHREAD_ONCE_INIT;
+
+static void frn_ws_free(void *v)
+{
+    frn_ws *w = v;
+    if (w) free(w->p);
+    free(w);
+}
+
+static void frn_ws_init(void) { pthread_key_create(&frn_ws_key, frn_ws_free); }
+
+void *frn_workspace(size_t bytes)
+{
+    pthread_once(&frn_ws_once, frn_ws_init);
+    frn_ws *w = pthread_getspecific(frn_ws_key);
+    if (!w) {
+        w = calloc(1, sizeof *w);
+        if (!w) return NULL;
+        if (pthread_setspecific(frn_ws_key, w) != 0) {
+            free(w);
+            return NULL;
+        }
+    }
+    if (w->n < bytes) {
+        void *p = NULL;
+        free(w->p);
+        w->p = NULL;
+        w->n = 0;
+        if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+        w->p = p;
+        w->n = bytes;
+    }
+    return w->p;
 }
 
 /* ---- streams ---- */

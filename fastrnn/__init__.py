@@ -9,7 +9,11 @@ __version__ = "0.1.0"
 from . import _config
 from ._config import config, get_num_threads, set_num_threads, show_config
 from .errors import ModelFileError, UnsafeModelError
+from .cells import GRUCell, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
+from .stream import Stream
+
+from .io import load  # noqa: E402
 
 _config._apply_env_isa()
 
@@ -17,6 +21,11 @@ __all__ = [
     "RNN",
     "LSTM",
     "GRU",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "Stream",
+    "load",
     "ModelFileError",
     "UnsafeModelError",
     "config",

@@ -164,6 +164,15 @@ class _RNNBase:
 
         save(self, path)
 
+    def stream(self, batch_size: int = 1, state=None):
+        """A stateful stepper for real-time use (see :class:`fastrnn.stream.Stream`).
+
+        Bidirectional layers cannot stream (ValueError).
+        """
+        from .stream import Stream
+
+        return Stream(self, batch_size, state)
+
     # -- the packed plan ----------------------------------------------------
 
     def _packed(self):

@@ -296,21 +296,24 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     F.chunk_rows = (int)cap;
 
     const size_t es = sizeof(FRN_T);
-    const size_t state = (size_t)B * P->ldh * es;
-    F.a = aligned_alloc(64, ((size_t)F.chunk_rows * F.lda_a * es + 63) & ~(size_t)63);
-    F.xp = aligned_alloc(64, ((size_t)F.chunk_rows * P->xw * es + 63) & ~(size_t)63);
-    F.h0 = aligned_alloc(64, state + 64);
-    F.h1 = aligned_alloc(64, state + 64);
-    F.c = aligned_alloc(64, state + 64);
-    F.m = aligned_alloc(64, state + 64);
-    F.z = aligned_alloc(64, state + 64);
-    if (!F.a || !F.xp || !F.h0 || !F.h1 || !F.c || !F.m || !F.z) goto nomem;
-    if (L > 1) {
-        size_t inner = ((size_t)T * B * D * HO * es + 63) & ~(size_t)63;
-        F.buf[0] = aligned_alloc(64, inner);
-        if (L > 2) F.buf[1] = aligned_alloc(64, inner);
-        if (!F.buf[0] || (L > 2 && !F.buf[1])) goto nomem;
-    }
+    const size_t state = ((size_t)B * P->ldh * es + 63) & ~(size_t)63;
+    const size_t a_bytes = ((size_t)F.chunk_rows * F.lda_a * es + 63) & ~(size_t)63;
+    const size_t xp_bytes = ((size_t)F.chunk_rows * P->xw * es + 63) & ~(size_t)63;
+    const size_t inner = L > 1 ? ((size_t)T * B * D * HO * es + 63) & ~(size_t)63 : 0;
+    char *ws = frn_workspace(a_bytes + xp_bytes + 5 * state + (L > 2 ? 2 : 1) * inner);
+    if (!ws) goto nomem;
+    F.a = (FRN_T *)ws;
+    ws += a_bytes;
+    F.xp = (FRN_T *)ws;
+    ws += xp_bytes;
+    F.h0 = (FRN_T *)ws;
+    F.h1 = (FRN_T *)(ws + state);
+    F.c = (FRN_T *)(ws + 2 * state);
+    F.m = (FRN_T *)(ws + 3 * state);
+    F.z = (FRN_T *)(ws + 4 * state);
+    ws += 5 * state;
+    if (L > 1) F.buf[0] = (FRN_T *)ws;
+    if (L > 2) F.buf[1] = (FRN_T *)(ws + inner);
 
     /* threads: by the multiply-adds of a recurrent step and of an input row */
     double step_fma = (double)B * HO * P->G * H + (P->d.proj_size ? (double)B * H * HO : 0);
@@ -404,15 +407,6 @@ nomem:
 done:
     free(F.perm);
     free(F.nact);
-    free(F.a);
-    free(F.xp);
-    free(F.h0);
-    free(F.h1);
-    free(F.c);
-    free(F.m);
-    free(F.z);
-    free(F.buf[0]);
-    free(F.buf[1]);
     return status;
 }
 

@@ -71,6 +71,10 @@ struct frn_stream {
 void frn_pack_panels(void *dst, const void *src, int dtype, int K, int H, int vl, int npanels,
                      int U, int g0, int ng);
 
+/* The calling thread's scratch block of at least `bytes`, 64-byte aligned, kept
+   between calls (dispatch.c); NULL when out of memory. */
+void *frn_workspace(size_t bytes);
+
 static inline int frn_lanes(int isa, int dtype)
 {
     int f32 = isa == FRN_ISA_AVX512 ? 16 : 8;

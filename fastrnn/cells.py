@@ -1,0 +1,158 @@
+"""Cells: one time step with PyTorch's call signature (SPEC §2).
+
+A cell is a one-layer, unidirectional layer run for a single step; its weights
+carry the cell names of torch (``weight_ih``, ``weight_hh``, ``bias_ih``,
+``bias_hh``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate as v
+from .layers import GRU, LSTM, RNN, _is_torch_module, _module_dtype
+
+__all__ = ["RNNCell", "LSTMCell", "GRUCell"]
+
+
+class _CellBase:
+    _layer_cls = None
+
+    def _init(self, layer):
+        self._layer = layer
+        self.input_size = layer.input_size
+        self.hidden_size = layer.hidden_size
+        self.bias = layer.bias
+        self.dtype = layer.dtype
+
+    @property
+    def mode(self) -> str:
+        return self._layer.mode
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Weights under torch's cell names (copies)."""
+        return {k[: -len("_l0")]: a for k, a in self._layer.state_dict().items()}
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> None:
+        """Load weights (NumPy arrays or torch tensors) under torch's cell names;
+        errors as for layers (SPEC §2)."""
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(
+                f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}"
+            )
+        renamed = {}
+        for key in state_dict.keys():
+            name = key + "_l0" if isinstance(key, str) and key in self._names() else key
+            renamed[name] = state_dict[key]
+        try:
+            self._layer.load_state_dict(renamed, strict=strict)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("_l0", "").replace(repr(self._layer), repr(self))) from None
+
+    def _names(self):
+        return [k[: -len("_l0")] for k in self._layer._param_shapes()]
+
+    def save(self, path) -> None:
+        from .io import save
+
+        save(self, path)
+
+    def _step(self, x, h, c):
+        x = v.float_array("x", x, self.dtype)
+        if x.ndim not in (1, 2):
+            raise ValueError(
+                f"x must be 2-D (B, input_size) or 1-D (input_size,); got shape {x.shape}"
+            )
+        unbatched = x.ndim == 1
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x has {x.shape[-1]} features (shape {x.shape}) but the cell's input_size is "
+                f"{self.input_size}"
+            )
+        B = 1 if unbatched else x.shape[0]
+        hshape = (self.hidden_size,) if unbatched else (B, self.hidden_size)
+        h0 = None if h is None else _state("h", h, hshape, self.dtype)
+        c0 = None if c is None else _state("c", c, hshape, self.dtype)
+        xs = x.reshape((1, 1, self.input_size) if unbatched else (1, B, self.input_size))
+        if B == 0:
+            z = np.zeros(hshape, self.dtype)
+            return z, z.copy()
+        hx = None if h0 is None else h0.reshape(1, B, self.hidden_size)
+        cx = None if c0 is None else c0.reshape(1, B, self.hidden_size)
+        out, hn, cn = self._layer._run(xs, hx, cx, None)
+        hn = hn.reshape(hshape)
+        return hn, (cn.reshape(hshape) if cn is not None else None)
+
+    @classmethod
+    def from_torch(cls, module):
+        """The equivalent fastrnn cell of a torch.nn cell module, weights included."""
+        name = cls.__name__
+        if not _is_torch_module(module, (name,)):
+            raise TypeError(f"{name}.from_torch expects a torch.nn.{name}, got {type(module).__name__}")
+        kwargs = dict(bias=bool(module.bias), dtype=_module_dtype(module))
+        if name == "RNNCell":
+            kwargs["nonlinearity"] = module.nonlinearity
+        cell = cls(module.input_size, module.hidden_size, **kwargs)
+        cell.load_state_dict(module.state_dict())
+        return cell
+
+    def __repr__(self) -> str:
+        extra = "" if self.bias else ", bias=False"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            extra += f", nonlinearity={self.nonlinearity!r}"
+        if self.dtype != np.float32:
+            extra += f", dtype='{self.dtype.name}'"
+        return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
+
+
+def _state(name, value, shape, dt):
+    arr = v.float_array(name, value, dt)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {arr.shape}; expected {tuple(shape)}")
+    return arr
+
+
+class RNNCell(_CellBase):
+    """h' = act(W_ih x + b_ih + W_hh h + b_hh); call ``h' = cell(x, h=None)``."""
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
+                 dtype="float32", seed=None):
+        self.nonlinearity = v.choice("nonlinearity", nonlinearity, ("tanh", "relu"))
+        self._init(RNN(input_size, hidden_size, 1, nonlinearity=nonlinearity, bias=bias,
+                       dtype=dtype, seed=seed))
+
+    def __call__(self, x, h=None):
+        if isinstance(h, tuple):
+            raise TypeError("h of an RNNCell is one array (B, hidden_size), got a tuple")
+        return self._step(x, h, None)[0]
+
+
+class GRUCell(_CellBase):
+    """PyTorch's GRU cell (gate order r, z, n); call ``h' = cell(x, h=None)``."""
+
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", seed=None):
+        self._init(GRU(input_size, hidden_size, 1, bias=bias, dtype=dtype, seed=seed))
+
+    def __call__(self, x, h=None):
+        if isinstance(h, tuple):
+            raise TypeError("h of a GRUCell is one array (B, hidden_size), got a tuple")
+        return self._step(x, h, None)[0]
+
+
+class LSTMCell(_CellBase):
+    """PyTorch's LSTM cell (gate order i, f, g, o); call ``(h', c') = cell(x, (h, c)=None)``."""
+
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", seed=None):
+        self._init(LSTM(input_size, hidden_size, 1, bias=bias, dtype=dtype, seed=seed))
+
+    def __call__(self, x, hx=None):
+        h = c = None
+        if hx is not None:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError(
+                    f"hx of an LSTMCell must be a tuple (h, c) of arrays, got {type(hx).__name__}"
+                )
+            h, c = hx
+            if h is None or c is None:
+                raise TypeError("hx of an LSTMCell must be (h, c) with both arrays given")
+        return self._step(x, h, c)

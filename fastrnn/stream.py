@@ -1,0 +1,147 @@
+"""Streams: step a unidirectional layer one time step per call (SPEC §2).
+
+Real-time callers (audio frames, sensor ticks, token-by-token decoding) pay the
+per-call cost on every step, so `step` does as little as possible in Python: a
+handful of attribute reads and checks, then one C call on preallocated state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels
+from . import _validate as v
+
+__all__ = ["Stream"]
+
+
+class Stream:
+    """A stateful stepper over a unidirectional RNN, LSTM or GRU.
+
+    Made by ``layer.stream(batch_size=1, state=None)``. ``step(x_t, out=None)``
+    takes one time step of shape (B, input_size), or (input_size,) when
+    batch_size is 1, and returns that step's output (B, H_out) or (H_out,).
+    The state (``h`` of shape (num_layers, B, H_out); for LSTM the tuple
+    ``(h, c)`` with c (num_layers, B, hidden_size)) is carried between calls;
+    read or set it with :attr:`state`, zero it with :meth:`reset`.
+
+    The stream follows the layer's current weights: if they are reloaded, the
+    next step uses the new ones and keeps the carried state.
+    """
+
+    __slots__ = ("_layer", "_plan", "_c", "batch_size", "_dtype", "_in", "_out_shape",
+                 "_out_shape1", "_lstm")
+
+    def __init__(self, layer, batch_size: int = 1, state=None):
+        if layer.bidirectional:
+            raise ValueError(
+                "a bidirectional layer cannot stream: its reverse direction needs the whole "
+                "sequence, from the last step back to the first; call the layer on the "
+                "sequence instead, or stream a unidirectional layer"
+            )
+        self._layer = layer
+        self.batch_size = v.integer("batch_size", batch_size, minimum=1)
+        self._dtype = layer.dtype
+        self._in = layer.input_size
+        self._out_shape = (self.batch_size, layer._h_out)
+        self._out_shape1 = (layer._h_out,)
+        self._lstm = layer.mode == "LSTM"
+        self._plan = layer._packed()
+        self._c = _kernels.Stream(self._plan, self.batch_size)
+        if state is not None:
+            self.state = state
+
+    # -- state ------------------------------------------------------------
+
+    def _state_shapes(self):
+        L = self._layer.num_layers
+        return (L, self.batch_size, self._layer._h_out), (L, self.batch_size, self._layer.hidden_size)
+
+    @property
+    def state(self):
+        """A copy of the carried state: h, or (h, c) for an LSTM."""
+        self._follow_layer()
+        hs, cs = self._state_shapes()
+        h = np.empty(hs, self._dtype)
+        c = np.empty(cs, self._dtype) if self._lstm else None
+        self._c.get_state(h, c)
+        return (h, c) if self._lstm else h
+
+    @state.setter
+    def state(self, value):
+        self._follow_layer()
+        hs, cs = self._state_shapes()
+        if self._lstm:
+            if not isinstance(value, (tuple, list)) or len(value) != 2:
+                raise TypeError(
+                    "the state of an LSTM stream is a tuple (h, c), got " + type(value).__name__
+                )
+            h = v.state("h", value[0], hs, self._dtype, False)
+            c = v.state("c", value[1], cs, self._dtype, False)
+        else:
+            if isinstance(value, tuple):
+                raise TypeError("the state of an RNN or GRU stream is one array h, got a tuple")
+            h = v.state("h", value, hs, self._dtype, False)
+            c = None
+        self._c.set_state(h, c)
+
+    def reset(self) -> None:
+        """Zero the carried state."""
+        self._follow_layer()
+        self._c = _kernels.Stream(self._plan, self.batch_size)
+
+    def _follow_layer(self) -> None:
+        plan = self._layer._packed()
+        if plan is not self._plan:  # weights reloaded or ISA changed: keep the state
+            hs, cs = self._state_shapes()
+            h = np.empty(hs, self._dtype)
+            c = np.empty(cs, self._dtype) if self._lstm else None
+            self._c.get_state(h, c)
+            self._plan = plan
+            self._c = _kernels.Stream(plan, self.batch_size)
+            self._c.set_state(h, c)
+
+    # -- stepping -----------------------------------------------------------
+
+    def step(self, x, out=None):
+        """Advance one time step; returns the step's output (or `out`, filled).
+
+        A refused call (wrong shape, dtype or `out`) raises before anything runs
+        and does not advance the stream.
+        """
+        if self._layer._plan is not self._plan:
+            self._follow_layer()
+        dt = self._dtype
+        if type(x) is not np.ndarray or x.dtype != dt or not x.flags.c_contiguous:
+            x = v.float_array("x", x, dt)
+        unbatched = x.ndim == 1
+        if unbatched:
+            if x.shape[0] != self._in or self.batch_size != 1:
+                self._bad_step_shape(x)
+        elif x.ndim != 2 or x.shape[0] != self.batch_size or x.shape[1] != self._in:
+            self._bad_step_shape(x)
+        shape = self._out_shape1 if unbatched else self._out_shape
+        if out is None:
+            out = np.empty(shape, dt)
+        elif type(out) is not np.ndarray or out.dtype != dt or out.shape != shape or \
+                not out.flags.c_contiguous or not out.flags.writeable:
+            self._bad_out(out, shape)
+        self._c.step(x, out, _kernels.max_threads())
+        return out
+
+    def _bad_step_shape(self, x):
+        B, I = self.batch_size, self._in
+        allowed = f"({B}, {I})" + (f" or ({I},)" if B == 1 else "")
+        raise ValueError(f"x has shape {x.shape}; this stream takes one step of shape {allowed}")
+
+    def _bad_out(self, out, shape):
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+        if out.dtype != self._dtype:
+            raise TypeError(f"out has dtype {out.dtype}; it must be {self._dtype} (the layer dtype)")
+        if out.shape != shape:
+            raise ValueError(f"out has shape {out.shape}; expected {shape}")
+        raise ValueError("out must be a writeable C-contiguous array")
+
+    def __repr__(self) -> str:
+        return f"Stream({self._layer!r}, batch_size={self.batch_size})"

@@ -1,0 +1,39 @@
+"""Shared fixtures: the instruction-set paths of this CPU, thread counts, peers."""
+
+from __future__ import annotations
+
+import pytest
+
+import fastrnn
+from fastrnn import _kernels
+
+from _util import available_isas
+
+
+def pytest_report_header(config):
+    cfg = fastrnn.config()
+    return [f"fastrnn {cfg['version']}: isa={cfg['isa']} available={cfg['isa_available']} "
+            f"openmp={cfg['openmp']} threads={cfg['num_threads']}"]
+
+
+@pytest.fixture(params=available_isas())
+def isa(request):
+    """Run the test on one instruction-set path (each one this CPU and build have)."""
+    name = request.param
+    before = _kernels.get_isa()
+    _kernels._set_isa(("generic", "avx2", "avx512").index(name))
+    try:
+        yield name
+    finally:
+        _kernels._set_isa(before)
+
+
+@pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
+def n_threads(request):
+    """Run the test with 1 and with 2 OpenMP threads."""
+    before = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(request.param)
+    try:
+        yield request.param
+    finally:
+        fastrnn.set_num_threads(before)
