@@ -1,0 +1,551 @@
+"""Streams (SPEC §2): `layer.stream(batch_size, state)` steps a unidirectional
+layer one time step per call and must give exactly what the whole-sequence call
+gives; a refused call must not advance it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastrnn
+
+I, H, P, T = 5, 7, 3, 9
+
+# Every unidirectional variant: (id, constructor(num_layers, dtype, seed), lstm?)
+VARIANTS = {
+    "rnn_tanh": lambda L, dt, s: fastrnn.RNN(I, H, L, dtype=dt, seed=s),
+    "rnn_relu": lambda L, dt, s: fastrnn.RNN(I, H, L, nonlinearity="relu", dtype=dt, seed=s),
+    "lstm": lambda L, dt, s: fastrnn.LSTM(I, H, L, dtype=dt, seed=s),
+    "lstm_proj": lambda L, dt, s: fastrnn.LSTM(I, H, L, proj_size=P, dtype=dt, seed=s),
+    "lstm_peephole": lambda L, dt, s: fastrnn.LSTM(I, H, L, peephole=True, dtype=dt, seed=s),
+    "gru": lambda L, dt, s: fastrnn.GRU(I, H, L, dtype=dt, seed=s),
+    "gru_lbr_false": lambda L, dt, s: fastrnn.GRU(I, H, L, linear_before_reset=False, dtype=dt,
+                                                 seed=s),
+}
+
+
+def _make(kind, L=2, dtype="float32", seed=0):
+    return VARIANTS[kind](L, dtype, seed)
+
+
+def _is_lstm(layer):
+    return layer.mode == "LSTM"
+
+
+def _h_out(layer):
+    return layer.proj_size if _is_lstm(layer) and layer.proj_size else layer.hidden_size
+
+
+def _x(layer, B, T=T, seed=1):
+    return np.random.default_rng(seed).standard_normal((T, B, layer.input_size)).astype(layer.dtype)
+
+
+def _random_state(layer, B, seed=2):
+    rng = np.random.default_rng(seed)
+    L = layer.num_layers
+    h = rng.standard_normal((L, B, _h_out(layer))).astype(layer.dtype)
+    if _is_lstm(layer):
+        c = rng.standard_normal((L, B, layer.hidden_size)).astype(layer.dtype)
+        return h, c
+    return h
+
+
+def _call(layer, x, state=None):
+    """The whole-sequence call; returns (out, h_n, c_n or None)."""
+    if _is_lstm(layer):
+        out, (hn, cn) = layer(x, state)
+        return out, hn, cn
+    out, hn = layer(x, state)
+    return out, hn, None
+
+
+def _assert_equal(actual, expected, dtype, what):
+    """float32: bitwise; float64: within 1e-12 (in practice also bitwise)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}"
+    if np.dtype(dtype) == np.float32:
+        assert np.array_equal(actual, expected, equal_nan=True), (
+            f"{what}: float32 stream differs from the whole-sequence call by "
+            f"{np.nanmax(np.abs(actual - expected)):.3g} (expected bitwise equality)"
+        )
+    else:
+        np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12, err_msg=what)
+
+
+def _assert_state(stream, layer, hn, cn, what="state"):
+    st = stream.state
+    if _is_lstm(layer):
+        assert isinstance(st, tuple) and len(st) == 2
+        _assert_equal(st[0], hn, layer.dtype, what + " h")
+        _assert_equal(st[1], cn, layer.dtype, what + " c")
+    else:
+        assert isinstance(st, np.ndarray)
+        _assert_equal(st, hn, layer.dtype, what + " h")
+
+
+def _steps(stream, x):
+    return np.stack([stream.step(x[t]) for t in range(x.shape[0])])
+
+
+# -- stepping equals the whole-sequence call -------------------------------------
+
+
+@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("L", [1, 2, 3])
+@pytest.mark.parametrize("kind", list(VARIANTS))
+def test_steps_equal_sequence(kind, L, dtype, B, isa):
+    layer = _make(kind, L, dtype)
+    x = _x(layer, B)
+    out, hn, cn = _call(layer, x)
+    stream = layer.stream(B)
+    ys = _steps(stream, x)
+    _assert_equal(ys, out, dtype, "outputs")
+    _assert_state(stream, layer, hn, cn, "final state")
+
+    # Initial state, given to the constructor and through the setter.
+    s0 = _random_state(layer, B)
+    out, hn, cn = _call(layer, x, s0)
+    stream = layer.stream(B, state=s0)
+    _assert_equal(_steps(stream, x), out, dtype, "outputs from state=")
+    _assert_state(stream, layer, hn, cn, "final state from state=")
+    stream = layer.stream(B)
+    stream.step(x[0])  # the setter must overwrite whatever was carried
+    stream.state = s0
+    _assert_equal(_steps(stream, x), out, dtype, "outputs after the setter")
+    _assert_state(stream, layer, hn, cn, "final state after the setter")
+
+
+@pytest.mark.parametrize("kind", ["lstm_proj", "gru", "rnn_tanh"])
+def test_steps_equal_sequence_wide(kind, isa, n_threads):
+    """Sizes past the SIMD tile widths and the one-thread cut-off, so the stream's
+    parallel split and tile tails are exercised too."""
+    if kind == "lstm_proj":
+        layer = fastrnn.LSTM(19, 97, 2, proj_size=45, seed=3)
+    elif kind == "gru":
+        layer = fastrnn.GRU(19, 130, 2, seed=3)
+    else:
+        layer = fastrnn.RNN(19, 257, 2, seed=3)
+    x = _x(layer, 3, T=6)
+    out, hn, cn = _call(layer, x)
+    stream = layer.stream(3)
+    _assert_equal(_steps(stream, x), out, layer.dtype, "outputs")
+    _assert_state(stream, layer, hn, cn)
+
+
+@pytest.mark.parametrize("kind", list(VARIANTS))
+def test_unbatched_steps(kind):
+    layer = _make(kind)
+    x = _x(layer, 1)[:, 0]  # (T, I)
+    out, hn, cn = _call(layer, x)  # unbatched call: out (T, H_out), hn (L, H_out)
+    stream = layer.stream()  # batch_size=1
+    ys = []
+    for t in range(T):
+        y = stream.step(x[t])
+        assert y.shape == (_h_out(layer),)
+        ys.append(y)
+    _assert_equal(np.stack(ys), out, layer.dtype, "unbatched outputs")
+    # The state keeps its batch axis of 1.
+    _assert_state(stream, layer, hn[:, None], None if cn is None else cn[:, None])
+    # Mixing (I,) and (1, I) steps is the same stream.
+    stream.reset()
+    mixed = [stream.step(x[t]) if t % 2 else stream.step(x[t][None])[0] for t in range(T)]
+    _assert_equal(np.stack(mixed), out, layer.dtype, "mixed (I,) / (1, I) steps")
+
+
+def test_unbatched_step_needs_batch_size_1():
+    layer = _make("gru")
+    stream = layer.stream(3)
+    with pytest.raises(ValueError, match=r"x has shape \(5,\).*\(3, 5\)"):
+        stream.step(np.zeros(I, np.float32))
+
+
+def test_step_accepts_any_array_like():
+    """Lists, float16/float64, non-contiguous and Fortran-order steps are converted."""
+    layer = _make("lstm")
+    x = _x(layer, 3)
+    out, _, _ = _call(layer, x)
+    stream = layer.stream(3)
+    got = [
+        stream.step(x[0].tolist()),
+        stream.step(x[1].astype(np.float64)),
+        stream.step(np.asfortranarray(x[2])),
+        stream.step(np.ascontiguousarray(x[3].T).T),
+    ]
+    _assert_equal(np.stack(got), out[:4], layer.dtype, "array-like steps")
+
+
+def test_unaligned_x_and_out():
+    """Arrays at an odd byte offset (e.g. from a network buffer) work as x and out."""
+    layer = _make("lstm")
+    x = _x(layer, 3)
+    out_seq, _, _ = _call(layer, x)
+
+    def unaligned(shape):
+        n = int(np.prod(shape)) * 4
+        a = np.zeros(n + 1, np.uint8)[1:].view(np.float32).reshape(shape)
+        assert not a.flags.aligned
+        return a
+
+    stream = layer.stream(3)
+    for t in range(T):
+        xt = unaligned((3, I))
+        xt[...] = x[t]
+        buf = unaligned((3, H))
+        assert stream.step(xt, out=buf) is buf
+        _assert_equal(buf, out_seq[t], layer.dtype, f"unaligned step {t}")
+
+
+def test_step_returns_new_arrays_and_leaves_x_alone():
+    layer = _make("gru")
+    x = _x(layer, 3)
+    x_copy = x.copy()
+    stream = layer.stream(3)
+    y0 = stream.step(x[0])
+    y0_copy = y0.copy()
+    y1 = stream.step(x[1])
+    assert y1 is not y0 and not np.shares_memory(y0, y1)
+    assert np.array_equal(y0, y0_copy), "a later step changed an earlier result"
+    assert np.array_equal(x, x_copy), "step modified its input"
+    assert y0.flags.c_contiguous and y0.flags.owndata
+
+
+# -- state ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "lstm", "lstm_proj", "gru"])
+def test_state_is_a_copy(kind):
+    layer = _make(kind)
+    x = _x(layer, 3)
+    stream = layer.stream(3)
+    stream.step(x[0])
+    before = stream.state
+    got = stream.state
+    for a in (got if isinstance(got, tuple) else (got,)):
+        a[...] = 123.0
+    after = stream.state
+    for a, b in zip(before if isinstance(before, tuple) else (before,),
+                    after if isinstance(after, tuple) else (after,)):
+        assert np.array_equal(a, b), "mutating the returned state changed the stream"
+    # And an array given to the setter is copied in, not kept.
+    s0 = _random_state(layer, 3)
+    stream.state = s0
+    expected = stream.state
+    for a in (s0 if isinstance(s0, tuple) else (s0,)):
+        a[...] = -7.0
+    for a, b in zip(expected if isinstance(expected, tuple) else (expected,),
+                    stream.state if isinstance(expected, tuple) else (stream.state,)):
+        assert np.array_equal(a, b), "the stream kept a reference to the caller's state"
+
+
+@pytest.mark.parametrize("kind", ["rnn_relu", "lstm", "lstm_peephole", "gru_lbr_false"])
+def test_state_shapes_and_dtype(kind):
+    layer = _make(kind, L=3, dtype="float64")
+    st = layer.stream(4).state
+    L, ho, hs = 3, _h_out(layer), layer.hidden_size
+    if _is_lstm(layer):
+        h, c = st
+        assert h.shape == (L, 4, ho) and c.shape == (L, 4, hs)
+        assert h.dtype == c.dtype == np.float64
+        assert not h.any() and not c.any()
+    else:
+        assert st.shape == (L, 4, ho) and st.dtype == np.float64 and not st.any()
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "lstm_proj", "gru"])
+def test_reset_zeroes(kind):
+    layer = _make(kind)
+    x = _x(layer, 3)
+    fresh = _steps(layer.stream(3), x)
+    stream = layer.stream(3, state=_random_state(layer, 3))
+    _steps(stream, x)
+    stream.reset()
+    st = stream.state
+    for a in (st if isinstance(st, tuple) else (st,)):
+        assert a.shape[1] == 3 and not a.any(), "reset() did not zero the state"
+    _assert_equal(_steps(stream, x), fresh, layer.dtype, "outputs after reset")
+
+
+def test_state_accepts_array_likes():
+    layer = _make("lstm", dtype="float32")
+    h, c = _random_state(layer, 2)
+    stream = layer.stream(2)
+    stream.state = [h.astype(np.float64).tolist(), c.astype(np.float64)]  # list, float64
+    got_h, got_c = stream.state
+    assert np.array_equal(got_h, h) and np.array_equal(got_c, c)
+
+
+def test_failed_state_set_leaves_state_unchanged():
+    layer = _make("lstm")
+    x = _x(layer, 2)
+    stream = layer.stream(2)
+    stream.step(x[0])
+    h, c = stream.state
+    good_h = np.ones_like(h)
+    with pytest.raises(ValueError, match=r"c has shape \(2, 2, 8\)"):
+        stream.state = (good_h, np.ones((2, 2, H + 1), np.float32))
+    h2, c2 = stream.state
+    assert np.array_equal(h, h2) and np.array_equal(c, c2), "a refused set changed h or c"
+
+
+# -- out= ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", ["rnn_tanh", "lstm_proj", "gru"])
+def test_out_is_filled_and_returned(kind, dtype):
+    layer = _make(kind, dtype=dtype)
+    x = _x(layer, 3)
+    out_seq, _, _ = _call(layer, x)
+    stream = layer.stream(3)
+    buf = np.full((3, _h_out(layer)), np.nan, dtype)
+    for t in range(T):
+        got = stream.step(x[t], out=buf)
+        assert got is buf
+        _assert_equal(buf, out_seq[t], dtype, f"out at step {t}")
+    # unbatched, out (H_out,)
+    stream1 = layer.stream(1)
+    x1 = x[:, 0]
+    out1, _, _ = _call(layer, x1)
+    buf1 = np.empty(_h_out(layer), dtype)
+    for t in range(T):
+        assert stream1.step(x1[t], out=buf1) is buf1
+        _assert_equal(buf1, out1[t], dtype, f"unbatched out at step {t}")
+
+
+def _bad_outs(layer, B):
+    """(description, out, expected exception, match) for out arrays a stream refuses."""
+    ho, dt = _h_out(layer), layer.dtype
+    other = np.float64 if dt == np.float32 else np.float32
+    ro = np.zeros((B, ho), dt)
+    ro.flags.writeable = False
+    return [
+        ("wrong shape", np.zeros((B, ho + 1), dt), ValueError, "out.*shape"),
+        ("transposed shape", np.zeros((ho, B), dt), ValueError, "out.*shape"),
+        ("unbatched shape for a batched step", np.zeros(ho, dt), ValueError, "out.*shape"),
+        ("wrong dtype", np.zeros((B, ho), other), TypeError, "out.*dtype"),
+        ("int dtype", np.zeros((B, ho), np.int32), TypeError, "out.*dtype"),
+        ("non-contiguous", np.zeros((B, 2 * ho), dt)[:, ::2], ValueError, "out.*contiguous"),
+        ("Fortran order", np.asfortranarray(np.zeros((ho, B), dt).T), ValueError,
+         "out.*contiguous"),
+        ("read-only", ro, ValueError, "out.*writeable"),
+        ("a list", [[0.0] * ho] * B, TypeError, "out.*NumPy array"),
+    ]
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "lstm_proj"])
+def test_bad_out_refused_and_stream_not_advanced(kind):
+    layer = _make(kind)
+    B = 3 if kind == "rnn_tanh" else 2  # B=2 makes the Fortran case non-C-contiguous
+    x = _x(layer, B)
+    out_seq, _, _ = _call(layer, x)
+    stream = layer.stream(B)
+    stream.step(x[0])
+    for what, bad, exc, match in _bad_outs(layer, B):
+        before = stream.state
+        with pytest.raises(exc, match=match):
+            stream.step(x[1], out=bad)
+        after = stream.state
+        for a, b in zip(before if isinstance(before, tuple) else (before,),
+                        after if isinstance(after, tuple) else (after,)):
+            assert np.array_equal(a, b), f"refused out ({what}) advanced the stream"
+    _assert_equal(stream.step(x[1]), out_seq[1], layer.dtype, "the step after refused outs")
+
+
+def test_bad_x_refused_and_stream_not_advanced():
+    layer = _make("lstm")
+    B = 3
+    x = _x(layer, B)
+    out_seq, _, _ = _call(layer, x)
+    stream = layer.stream(B)
+    stream.step(x[0])
+    bad_xs = [
+        (np.zeros((B, I + 1), np.float32), ValueError, r"x has shape \(3, 6\)"),
+        (np.zeros((B + 1, I), np.float32), ValueError, r"x has shape \(4, 5\)"),
+        (np.zeros(I, np.float32), ValueError, r"x has shape \(5,\)"),  # unbatched, B=3
+        (np.zeros((1, B, I), np.float32), ValueError, "x has shape"),
+        (np.zeros((), np.float32), ValueError, "x has shape"),
+        (np.full((B, I), "a"), TypeError, "x must hold real numbers.*string"),
+        ("abc", TypeError, "x must hold real numbers"),
+        (np.zeros((B, I), complex), TypeError, "x.*complex"),
+        (np.zeros((B, I), bool), TypeError, "x.*bool"),
+        (np.zeros((B, I), object), TypeError, "x.*object"),
+        (None, TypeError, "x must be a numeric array"),
+        ({"a": 1}, TypeError, "x must be a numeric array"),
+        ([[1.0, 2.0], [3.0]], TypeError, "x must be a numeric array"),  # ragged
+    ]
+    for bad, exc, match in bad_xs:
+        before = stream.state
+        with pytest.raises(exc, match=match):
+            stream.step(bad)
+        after = stream.state
+        for a, b in zip(before, after):
+            assert np.array_equal(a, b), f"refused x {bad!r:.40} advanced the stream"
+    _assert_equal(stream.step(x[1]), out_seq[1], layer.dtype, "the step after refused calls")
+
+
+def test_bad_x_with_out_does_not_touch_out():
+    layer = _make("gru")
+    stream = layer.stream(2)
+    buf = np.full((2, H), 5.0, np.float32)
+    with pytest.raises(ValueError):
+        stream.step(np.zeros((2, I + 1), np.float32), out=buf)
+    assert np.all(buf == 5.0)
+
+
+# -- construction errors -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [
+    lambda: fastrnn.LSTM(I, H, bidirectional=True),
+    lambda: fastrnn.GRU(I, H, 2, bidirectional=True),
+    lambda: fastrnn.RNN(I, H, bidirectional=True, nonlinearity="relu"),
+])
+def test_bidirectional_cannot_stream(make):
+    layer = make()
+    with pytest.raises(ValueError, match="bidirectional") as info:
+        layer.stream()
+    msg = str(info.value)
+    assert "reverse" in msg and "whole" in msg and "sequence" in msg, msg
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (0, ValueError, "batch_size is 0"),
+    (-2, ValueError, "batch_size is -2"),
+    (1.5, TypeError, "batch_size must be an integer"),
+    (2.0, TypeError, "batch_size must be an integer"),
+    (True, TypeError, "batch_size must be an integer"),
+    ("3", TypeError, "batch_size must be an integer"),
+    (None, TypeError, "batch_size must be an integer"),
+])
+def test_bad_batch_size(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        _make("gru").stream(bad)
+
+
+def test_batch_size_accepts_numpy_integers():
+    assert _make("gru").stream(np.int64(3)).batch_size == 3
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "gru"])
+def test_wrong_state_structure_rnn_gru(kind):
+    layer = _make(kind)
+    h = np.zeros((2, 3, H), np.float32)
+    stream = layer.stream(3)
+    with pytest.raises(TypeError, match="tuple"):
+        stream.state = (h, h)
+    with pytest.raises(TypeError, match="tuple"):
+        layer.stream(3, state=(h,))
+    with pytest.raises(ValueError, match=r"h has shape \(2, 3, 8\); expected \(2, 3, 7\)"):
+        stream.state = np.zeros((2, 3, H + 1), np.float32)
+    with pytest.raises(ValueError, match=r"h has shape \(2, 2, 7\)"):
+        layer.stream(3, state=np.zeros((2, 2, H), np.float32))
+    with pytest.raises(ValueError, match=r"h has shape \(3, 7\)"):
+        stream.state = np.zeros((3, H), np.float32)  # missing the layer axis
+    with pytest.raises(TypeError, match="h must hold real numbers"):
+        stream.state = np.full((2, 3, H), "x")
+    with pytest.raises(TypeError, match="h must be a numeric array"):
+        stream.state = None
+
+
+def test_wrong_state_structure_lstm():
+    layer = _make("lstm_proj")  # h (2, B, P), c (2, B, H)
+    B = 3
+    h = np.zeros((2, B, P), np.float32)
+    c = np.zeros((2, B, H), np.float32)
+    stream = layer.stream(B)
+    with pytest.raises(TypeError, match=r"tuple \(h, c\)"):
+        stream.state = h
+    with pytest.raises(TypeError, match=r"tuple \(h, c\)"):
+        layer.stream(B, state=c)
+    with pytest.raises(TypeError, match=r"tuple \(h, c\)"):
+        stream.state = (h, c, c)
+    with pytest.raises(TypeError, match=r"tuple \(h, c\)"):
+        stream.state = None
+    with pytest.raises(ValueError, match=r"h has shape \(2, 3, 7\); expected \(2, 3, 3\)"):
+        stream.state = (c, c)  # h given with hidden_size instead of proj_size
+    with pytest.raises(ValueError, match=r"c has shape \(2, 3, 3\); expected \(2, 3, 7\)"):
+        stream.state = (h, h)
+    with pytest.raises(TypeError, match="c must"):
+        stream.state = (h, None)
+    stream.state = (h + 1, c + 2)  # the right structure is accepted
+    got_h, got_c = stream.state
+    assert np.all(got_h == 1) and np.all(got_c == 2)
+
+
+# -- weights reloaded, NaN ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["rnn_relu", "lstm", "lstm_proj", "gru_lbr_false"])
+def test_reloaded_weights_used_and_state_kept(kind):
+    layer = _make(kind, seed=0)
+    new_weights = _make(kind, seed=99).state_dict()
+    x = _x(layer, 3)
+    stream = layer.stream(3)
+    _steps(stream, x[:4])
+    carried = stream.state
+    layer.load_state_dict(new_weights)
+    # state survives the reload ...
+    after = stream.state
+    for a, b in zip(carried if isinstance(carried, tuple) else (carried,),
+                    after if isinstance(after, tuple) else (after,)):
+        assert np.array_equal(a, b), "reloading the weights changed the stream's state"
+    # ... and the next steps use the new weights from that state
+    reference = _make(kind, seed=99)
+    out, hn, cn = _call(reference, x[4:], carried)
+    _assert_equal(_steps(stream, x[4:]), out, layer.dtype, "outputs after the reload")
+    _assert_state(stream, layer, hn, cn)
+
+
+def test_reload_then_step_without_reading_state():
+    """The reload is noticed by step() itself, not only by the state property."""
+    layer = _make("gru", seed=0)
+    x = _x(layer, 2)
+    stream = layer.stream(2)
+    stream.step(x[0])
+    h = stream.state
+    layer.load_state_dict(_make("gru", seed=5).state_dict())
+    expected, _, _ = _call(_make("gru", seed=5), x[1:3], h)
+    _assert_equal(np.stack([stream.step(x[1]), stream.step(x[2])]), expected, layer.dtype,
+                  "steps after a reload")
+
+
+def test_failed_reload_keeps_old_weights():
+    layer = _make("lstm", seed=0)
+    x = _x(layer, 2)
+    expected, _, _ = _call(layer, x)
+    stream = layer.stream(2)
+    stream.step(x[0])
+    bad = layer.state_dict()
+    bad["weight_hh_l0"] = np.zeros((1, 1), np.float32)
+    with pytest.raises(ValueError):
+        layer.load_state_dict(bad)
+    _assert_equal(_steps(stream, x[1:]), expected[1:], layer.dtype, "steps after a failed reload")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.parametrize("kind", list(VARIANTS))
+def test_nan_propagates_in_its_own_stream(kind, value):
+    layer = _make(kind)
+    x = _x(layer, 3)
+    x[2, 1, 0] = value
+    out, hn, cn = _call(layer, x)
+    stream = layer.stream(3)
+    ys = _steps(stream, x)
+    _assert_equal(ys, out, layer.dtype, "outputs with a NaN/Inf input")
+    if value != value:  # NaN: every later output of that sequence is NaN
+        assert not np.isnan(ys[:2]).any()
+        assert np.isnan(ys[2:, 1]).all(), "NaN did not propagate through the carried state"
+    # the other sequences of the batch are untouched
+    assert np.isfinite(ys[:, [0, 2]]).all()
+    clean = x.copy()
+    clean[2, 1, 0] = 0.0
+    _assert_equal(ys[:, [0, 2]], _call(layer, clean)[0][:, [0, 2]], layer.dtype,
+                  "the other sequences")
+
+
+def test_repr_and_batch_size():
+    stream = _make("gru").stream(4)
+    assert stream.batch_size == 4
+    assert "GRU" in repr(stream) and "batch_size=4" in repr(stream)
