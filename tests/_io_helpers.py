@@ -10,9 +10,6 @@ import sys
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def need(module: str):
     """Import an optional peer (torch, onnx, ...): skip if missing, FAIL under CI."""
     if os.environ.get("CI"):
@@ -91,13 +88,20 @@ def assert_close(got, want, dtype=np.float32):
         np.testing.assert_allclose(g, w, **tol)
 
 
-def run_python(code: str, *args, env=None, cwd=None):
-    """Run ``python -c code`` with the repository importable; CompletedProcess."""
+def run_python(code: str, *args, env=None):
+    """Run ``python -c code`` in a subprocess that imports the same fastrnn as
+    this one (an installed package, or a source tree built in place)."""
+    import fastrnn
+
+    home = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
     full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = REPO + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (home, full_env.get("PYTHONPATH")) if p
+    )
     if env:
         full_env.update(env)
+    # cwd=home: the '' entry of sys.path cannot shadow it with another copy.
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True,
-        env=full_env, cwd=cwd, timeout=300,
+        env=full_env, cwd=home, timeout=300,
     )

@@ -9,7 +9,7 @@ import pickle
 
 import numpy as np
 import pytest
-from _io_helpers import REPO, need, run_python
+from _io_helpers import need, run_python
 
 need("fastrnn.layers")
 
@@ -20,7 +20,7 @@ T, B, I = 6, 3, 4
 ENTRIES = ["fastrnn", "fastrnn._cli_run"]
 
 
-def cli(entry, *args, cwd=None):
+def cli(entry, *args):
     """Run ``python -m <entry> run ...``; the package entry must exist under CI."""
     if entry == "fastrnn" and importlib.util.find_spec("fastrnn.__main__") is None:
         if os.environ.get("CI"):
@@ -28,7 +28,7 @@ def cli(entry, *args, cwd=None):
         pytest.skip("fastrnn/__main__.py does not exist yet")
     return run_python(f"import runpy, sys; sys.argv[0] = {entry!r}; "
                       f"runpy.run_module({entry!r}, run_name='__main__')",
-                      "run", *map(str, args), cwd=cwd)
+                      "run", *map(str, args))
 
 
 def assert_one_line_error(proc):
@@ -163,4 +163,3 @@ def test_add_parser():
                               "--batch-first"])
     assert args.func is _cli_run.main and args.batch_first is True
     assert args.lengths is None and args.state_out is None
-    assert REPO

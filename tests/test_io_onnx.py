@@ -126,7 +126,7 @@ def test_torch_export_without_constant_folding(tmp_path):
 def test_torch_dynamo_export(tmp_path, kind, kwargs):
     """torch's default (dynamo) exporter also writes LSTM/GRU nodes."""
     torch = need("torch")
-    need("onnxscript")
+    pytest.importorskip("onnxscript")  # the dynamo exporter's own dependency
     torch.manual_seed(0)
     module = getattr(torch.nn, kind)(4, 5, **kwargs).eval()
     shape = (B, T, 4) if kwargs.get("batch_first") else (T, B, 4)
@@ -148,7 +148,7 @@ def test_torch_dynamo_export(tmp_path, kind, kwargs):
 
 def test_torch_dynamo_export_unrolled_rnn_is_refused(tmp_path):
     torch = need("torch")
-    need("onnxscript")
+    pytest.importorskip("onnxscript")
     module = torch.nn.RNN(4, 5).eval()
     x = np.zeros((T, B, 4), np.float32)
     with warnings.catch_warnings():

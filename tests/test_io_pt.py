@@ -326,6 +326,7 @@ def test_prefixed_state_dict_and_checkpoint(tmp_path):
     assert read(tmp_path / "c.pt").class_name == "GRU"
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit
 def test_not_a_recurrent_model(tmp_path):
     torch.save(torch.nn.Linear(3, 4).state_dict(), tmp_path / "lin.pt")
     with pytest.raises(ModelFileError, match="'bias', 'weight'.*not weights of one RNN"):
