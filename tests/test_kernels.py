@@ -1,0 +1,661 @@
+"""The C kernels against the float64 NumPy oracle (fastrnn.reference), on every ISA path.
+
+Every variant of SPEC §1 (RNN tanh/relu, LSTM, LSTM+projection, LSTM+peepholes,
+both, GRU in both forms) is run on a seeded covering design of the other axes
+(layers, directions, batch_first, bias, hidden and input sizes that hit every tile
+tail, batch, steps, initial states, lengths, threads): every value of every axis,
+and every pair of values of two axes, appears in at least one configuration of
+each variant. Each (variant, ISA, dtype) test loops over that design; float64 must
+match within 1e-12, float32 within ``f32_tolerance`` of the float64 reference.
+
+Then the contracts that do not need the full design: input conversion (lists,
+Fortran order, strides, float16, ints), inputs never modified, bitwise identity
+across thread counts and batch positions, empty batches, NaN/Inf propagation, and
+the packed GEMM micro-kernels through ``_kernels.gemm_test``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import random
+
+import numpy as np
+import pytest
+from _util import EPS32, assert_close
+
+import fastrnn
+from fastrnn import _kernels, reference
+
+ISA_INDEX = {"generic": 0, "avx2": 1, "avx512": 2}
+DTYPES = ["float32", "float64"]
+
+# name -> (class, constructor keywords)
+VARIANTS = {
+    "rnn_tanh": (fastrnn.RNN, dict(nonlinearity="tanh")),
+    "rnn_relu": (fastrnn.RNN, dict(nonlinearity="relu")),
+    "lstm": (fastrnn.LSTM, {}),
+    "lstm_proj": (fastrnn.LSTM, dict(proj=True)),
+    "lstm_peephole": (fastrnn.LSTM, dict(peephole=True)),
+    "lstm_peephole_proj": (fastrnn.LSTM, dict(peephole=True, proj=True)),
+    "gru": (fastrnn.GRU, dict(linear_before_reset=True)),
+    "gru_lbr_false": (fastrnn.GRU, dict(linear_before_reset=False)),
+}
+
+AXES = {
+    "num_layers": [1, 2, 3],
+    "bidirectional": [False, True],
+    "batch_first": [False, True],
+    "bias": [False, True],
+    "hidden": [1, 5, 33, 257],
+    "input": [1, 5, 33, 257],
+    "B": [0, 1, 3, 17],
+    "T": [1, 7, 50],
+    "init_state": [False, True],
+    "lengths": [False, True],
+    "threads": [1, 2],
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_threaded_blas():
+    """The oracle's matmuls in one BLAS thread: on a small machine OpenBLAS's spinning
+    threads and the engine's OpenMP threads otherwise fight for the cores."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a test dependency
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    before = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(n)
+    try:
+        yield
+    finally:
+        fastrnn.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------------------
+# The covering design
+# --------------------------------------------------------------------------------------
+
+
+def _all_pairs(axes):
+    names = list(axes)
+    return {
+        ((a, va), (b, vb))
+        for a, b in itertools.combinations(names, 2)
+        for va in axes[a]
+        for vb in axes[b]
+    }
+
+
+def covering_design(axes, seed: int) -> list[dict]:
+    """A strength-2 covering array (every pair of values of two axes in some row),
+    built greedily AETG-style: each new row is the best of a few random candidates,
+    each candidate filled axis by axis with the value covering most new pairs."""
+    rnd = random.Random(seed)
+    names = list(axes)
+    uncovered = _all_pairs(axes)
+    rows = []
+    while uncovered:
+        best, best_gain = None, -1
+        for _ in range(30):
+            order = names[:]
+            rnd.shuffle(order)
+            row = {}
+            for name in order:
+                values = axes[name][:]
+                rnd.shuffle(values)
+
+                def gain(v, name=name, row=row):
+                    return sum(
+                        (((name, v), (o, row[o])) if names.index(name) < names.index(o)
+                         else ((o, row[o]), (name, v))) in uncovered
+                        for o in row
+                    )
+
+                row[name] = max(values, key=gain)
+            covered = {
+                ((a, row[a]), (b, row[b])) for a, b in itertools.combinations(names, 2)
+            } & uncovered
+            if len(covered) > best_gain:
+                best, best_gain = row, len(covered)
+        uncovered -= {((a, best[a]), (b, best[b])) for a, b in itertools.combinations(names, 2)}
+        rows.append(best)
+    return rows
+
+
+DESIGNS = {name: covering_design(AXES, seed=1000 + i) for i, name in enumerate(VARIANTS)}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_design_covers_every_pair(variant):
+    rows = DESIGNS[variant]
+    seen = {
+        ((a, r[a]), (b, r[b])) for r in rows for a, b in itertools.combinations(list(AXES), 2)
+    }
+    assert _all_pairs(AXES) <= seen
+    assert len(rows) <= 30  # keeps the file fast; greedy designs here have ~20-24 rows
+
+
+# --------------------------------------------------------------------------------------
+# Building and running one configuration
+# --------------------------------------------------------------------------------------
+
+
+def make_layer(variant: str, cfg: dict, dtype: str, seed: int = 0):
+    cls, kw = VARIANTS[variant]
+    kw = dict(kw)
+    hidden = cfg["hidden"]
+    if kw.pop("proj", False):
+        # With a projection the axis value is the output size P (what h carries, the
+        # K of W_hh and the N of W_hr); hidden_size is P + 4 so P < hidden_size.
+        kw["proj_size"] = hidden
+        hidden = hidden + 4
+    return cls(cfg["input"], hidden, cfg["num_layers"], bias=cfg["bias"],
+               batch_first=cfg["batch_first"], bidirectional=cfg["bidirectional"],
+               dtype=dtype, seed=seed, **kw)
+
+
+def reduction_size(layer) -> int:
+    """The longest dot product in the network (for the float32 bound)."""
+    h_out = layer.proj_size or layer.hidden_size
+    k = max(layer.input_size, layer.hidden_size, h_out)
+    if layer.num_layers > 1:
+        k = max(k, layer.num_directions * h_out)
+    return k
+
+
+def random_lengths(rng, B: int, T: int) -> np.ndarray:
+    """Random, unsorted lengths in [1, T] including 1 and T when B allows."""
+    lens = rng.integers(1, T + 1, size=B)
+    if B >= 2:
+        lens[:2] = [1, T]
+    elif B == 1:
+        lens[0] = rng.choice([1, T])
+    rng.shuffle(lens)
+    if B >= 3 and np.all(np.diff(lens) >= 0):  # make sure it is not sorted
+        lens = lens[::-1].copy()
+    return lens
+
+
+def make_inputs(layer, cfg: dict, seed: int = 1):
+    """x, hx (None, h0 or (h0, c0)) and lengths for a configuration, already
+    rounded to the layer dtype so the float64 oracle sees the same numbers."""
+    rng = np.random.default_rng(seed)
+    T, B, dt = cfg["T"], cfg["B"], layer.dtype
+    shape = (B, T, layer.input_size) if layer.batch_first else (T, B, layer.input_size)
+    x = rng.standard_normal(shape).astype(dt)
+    hx = None
+    if cfg["init_state"]:
+        n = layer.num_directions * layer.num_layers
+        h0 = (0.5 * rng.standard_normal((n, B, layer.proj_size or layer.hidden_size))).astype(dt)
+        if layer.mode == "LSTM":
+            c0 = (0.5 * rng.standard_normal((n, B, layer.hidden_size))).astype(dt)
+            hx = (h0, c0)
+        else:
+            hx = h0
+    lengths = random_lengths(rng, B, T) if cfg["lengths"] else None
+    return x, hx, lengths
+
+
+def run(layer, x, hx=None, lengths=None):
+    """(out, h_n, c_n or None) from the engine."""
+    out, state = layer(x, hx, lengths=lengths)
+    if layer.mode == "LSTM":
+        return out, state[0], state[1]
+    return out, state, None
+
+
+def run_reference(layer, x, hx=None, lengths=None):
+    out, state = reference.forward(layer, x, hx, lengths=lengths, dtype=np.float64)
+    if layer.mode == "LSTM":
+        return out, state[0], state[1]
+    return out, state, None
+
+
+def check_against_reference(layer, got, want, lengths, what: str):
+    k = reduction_size(layer)
+    for name, a, e in zip(("out", "h_n", "c_n"), got, want):
+        if e is None:
+            assert a is None
+            continue
+        assert a.dtype == layer.dtype, f"{what} {name}: dtype {a.dtype}"
+        assert a.flags.c_contiguous, f"{what} {name}: not C-contiguous"
+        assert_close(a, e, layer.dtype, k, f"{what} {name}")
+    if lengths is not None:
+        out = got[0] if not layer.batch_first else got[0].transpose(1, 0, 2)
+        T = out.shape[0]
+        pad = np.arange(T)[:, None] >= np.asarray(lengths)[None, :]
+        assert np.all(out[pad] == 0), f"{what}: output past a sequence's length is not 0"
+
+
+_REFERENCE_CACHE: dict = {}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_against_reference(variant, dtype, isa):
+    """Every configuration of the variant's covering design on this ISA path."""
+    for i, cfg in enumerate(DESIGNS[variant]):
+        layer = make_layer(variant, cfg, dtype, seed=i)
+        x, hx, lengths = make_inputs(layer, cfg, seed=100 + i)
+        key = (variant, dtype, i)
+        if key not in _REFERENCE_CACHE:  # the oracle does not depend on the ISA
+            _REFERENCE_CACHE[key] = run_reference(layer, x, hx, lengths)
+        with threads(cfg["threads"]):
+            got = run(layer, x, hx, lengths)
+        check_against_reference(layer, got, _REFERENCE_CACHE[key], lengths,
+                                f"{variant} {dtype} {isa} config {i} {cfg}")
+
+
+# --------------------------------------------------------------------------------------
+# Input forms, unbatched input, inputs never modified
+# --------------------------------------------------------------------------------------
+
+SMALL = dict(num_layers=2, bidirectional=True, batch_first=False, bias=True, hidden=5,
+             input=3, B=3, T=6, init_state=True, lengths=True, threads=1)
+
+
+def _copy_args(x, hx, lengths):
+    copies = [np.array(x, copy=True), None, None]
+    if hx is not None:
+        copies[1] = tuple(np.array(a, copy=True) for a in hx) if isinstance(hx, tuple) \
+            else np.array(hx, copy=True)
+    if lengths is not None:
+        copies[2] = np.array(lengths, copy=True)
+    return copies
+
+
+def _assert_same_args(before, x, hx, lengths):
+    assert np.array_equal(before[0], np.asarray(x), equal_nan=True), "x was modified"
+    if hx is not None:
+        for b, a in zip(before[1] if isinstance(hx, tuple) else [before[1]],
+                        hx if isinstance(hx, tuple) else [hx]):
+            assert np.array_equal(b, a), "an initial state was modified"
+    if lengths is not None:
+        assert np.array_equal(before[2], lengths), "lengths was modified"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_unbatched_input(variant, dtype, isa):
+    cfg = dict(SMALL, B=1, lengths=False)
+    layer = make_layer(variant, cfg, dtype)
+    x, hx, _ = make_inputs(layer, cfg)
+    x1 = x[:, 0]
+    hx1 = None if hx is None else (
+        tuple(a[:, 0] for a in hx) if isinstance(hx, tuple) else hx[:, 0])
+    got = run(layer, x1, hx1)
+    batched = run(layer, x, hx)
+    n = layer.num_layers * layer.num_directions
+    assert got[0].shape == (cfg["T"], batched[0].shape[-1])
+    assert got[1].shape == (n, layer.proj_size or layer.hidden_size)
+    for a, b in zip(got, batched):
+        if b is not None:
+            assert np.array_equal(a, b[:, 0]), "unbatched differs from the batch of one"
+    want = run_reference(layer, x1, hx1)
+    check_against_reference(layer, got, want, None, f"{variant} unbatched")
+    # unbatched lengths: a scalar or a one-element list
+    for lens in (4, [4], np.array([4])):
+        out = run(layer, x1, hx1, lengths=lens)
+        want = run_reference(layer, x1[:, None], None if hx is None else hx, lengths=[4])
+        assert_close(out[0], want[0][:, 0], layer.dtype, reduction_size(layer), "unbatched+lengths")
+
+
+def _input_forms(x, batch_first):
+    """(name, array-like) holding the same numbers as x in other layouts/types."""
+    f = np.asfortranarray(x)
+    assert not f.flags.c_contiguous
+    big = np.zeros((x.shape[0], 2 * x.shape[1], 2 * x.shape[2]), x.dtype)
+    big[:, ::2, ::2] = x
+    strided = big[:, ::2, ::2]
+    assert not strided.flags.c_contiguous
+    # the same numbers stored in the other layout and viewed through a transpose
+    transposed = np.ascontiguousarray(x.transpose(1, 0, 2)).transpose(1, 0, 2)
+    return [
+        ("list", x.tolist()),
+        ("fortran", f),
+        ("strided", strided),
+        ("transposed", transposed),
+        ("negative_strides", np.ascontiguousarray(x[::-1, ::-1, ::-1])[::-1, ::-1, ::-1]),
+        ("float64" if x.dtype == np.float32 else "float32",
+         x.astype(np.float64 if x.dtype == np.float32 else np.float32)),
+    ]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_input_forms_and_no_mutation(variant, dtype):
+    layer = make_layer(variant, SMALL, dtype)
+    x, hx, lengths = make_inputs(layer, SMALL)
+    base = run(layer, x, hx, lengths)
+    for name, xa in _input_forms(x, layer.batch_first):
+        want = base
+        if name in ("float32", "float64"):  # the conversion rounds: same as rounding first
+            want = run(layer, np.asarray(xa).astype(layer.dtype), hx, lengths)
+        before = _copy_args(xa, hx, lengths)
+        got = run(layer, xa, hx, lengths)
+        _assert_same_args(before, xa, hx, lengths)
+        for a, b in zip(got, want):
+            if b is not None:
+                assert np.array_equal(a, b), f"{name} input gives a different result"
+                assert a.flags.c_contiguous and a.dtype == layer.dtype
+    # float16 and integer input: converted to the layer dtype
+    rng = np.random.default_rng(5)
+    for xa in (x.astype(np.float16), rng.integers(-2, 3, size=x.shape).astype(np.int32),
+               rng.integers(0, 3, size=x.shape).astype(np.uint8), np.ones(x.shape, np.int64)):
+        before = _copy_args(xa, hx, lengths)
+        got = run(layer, xa, hx, lengths)
+        _assert_same_args(before, xa, hx, lengths)
+        want = run(layer, xa.astype(layer.dtype), hx, lengths)
+        for a, b in zip(got, want):
+            if b is not None:
+                assert np.array_equal(a, b), f"{xa.dtype} input gives a different result"
+    # states and lengths as lists, Fortran order and other dtypes
+    if hx is not None:
+        if isinstance(hx, tuple):
+            forms = [tuple(a.tolist() for a in hx), tuple(np.asfortranarray(a) for a in hx)]
+        else:
+            forms = [hx.tolist(), np.asfortranarray(hx)]
+        for h in forms:
+            got = run(layer, x, h, lengths)
+            for a, b in zip(got, base):
+                if b is not None:
+                    assert np.array_equal(a, b), "state given as list/Fortran differs"
+    for lens in (lengths.tolist(), lengths.astype(np.int32), lengths.astype(np.uint16),
+                 lengths.astype(np.float64)):
+        got = run(layer, x, hx, lens)
+        for a, b in zip(got, base):
+            if b is not None:
+                assert np.array_equal(a, b), f"lengths as {type(lens).__name__} differs"
+
+
+def test_results_are_new_arrays():
+    layer = fastrnn.LSTM(3, 4, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    out1, (h1, c1) = layer(x)
+    out2, (h2, c2) = layer(x)
+    for a, b in ((out1, out2), (h1, h2), (c1, c2)):
+        assert not np.shares_memory(a, b)
+        assert not np.shares_memory(a, x)
+        assert a.flags.c_contiguous and a.flags.writeable
+
+
+# --------------------------------------------------------------------------------------
+# Bitwise invariances: thread count and batch position
+# --------------------------------------------------------------------------------------
+
+# (hidden, input, B, T): a tile tail with a full batch, and H=512 at B=1 so the step's
+# hidden-unit split really runs in parallel.
+THREAD_SIZES = [(257, 33, 17, 7), (512, 64, 1, 5), (33, 5, 3, 9)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_bitwise_same_for_1_and_2_threads(variant, dtype, isa):
+    for j, (H, I, B, T) in enumerate(THREAD_SIZES):
+        cfg = dict(SMALL, hidden=H, input=I, B=B, T=T, num_layers=2, lengths=B > 1)
+        layer = make_layer(variant, cfg, dtype, seed=j)
+        x, hx, lengths = make_inputs(layer, cfg, seed=j)
+        results = []
+        for n in (1, 2, 1):
+            with threads(n):
+                assert fastrnn.get_num_threads() == n
+                results.append(run(layer, x, hx, lengths))
+        for other in results[1:]:
+            for a, b in zip(results[0], other):
+                if a is not None:
+                    assert np.array_equal(a, b, equal_nan=True), \
+                        f"H={H} B={B}: results differ between thread counts"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_bitwise_same_at_any_batch_position(variant, dtype, isa):
+    """One sequence gives the same bits wherever it sits in a batch (and whatever
+    its neighbours are), with its own lengths and initial state."""
+    cfg = dict(SMALL, hidden=33, input=5, B=17, T=9)
+    layer = make_layer(variant, cfg, dtype)
+    x, hx, lengths = make_inputs(layer, cfg)
+    out, hn, cn = run(layer, x, hx, lengths)
+    rng = np.random.default_rng(7)
+    perm = rng.permutation(cfg["B"])
+    xp = x[:, perm]
+    hxp = None if hx is None else (
+        tuple(a[:, perm] for a in hx) if isinstance(hx, tuple) else hx[:, perm])
+    out_p, hn_p, cn_p = run(layer, xp, hxp, lengths[perm])
+    assert np.array_equal(out_p, out[:, perm])
+    assert np.array_equal(hn_p, hn[:, perm])
+    if cn is not None:
+        assert np.array_equal(cn_p, cn[:, perm])
+    # sequence 0 at every position of a 17-batch of other sequences
+    other = rng.standard_normal(x.shape).astype(layer.dtype)
+    for pos in (0, 5, 16):
+        x2 = other.copy()
+        x2[:, pos] = x[:, 0]
+        lens2 = np.full(cfg["B"], cfg["T"])
+        lens2[pos] = lengths[0]
+        hx2 = None
+        if hx is not None:
+            parts = hx if isinstance(hx, tuple) else (hx,)
+            moved = []
+            for a in parts:
+                m = np.zeros_like(a)
+                m[:, pos] = a[:, 0]
+                moved.append(m)
+            hx2 = tuple(moved) if isinstance(hx, tuple) else moved[0]
+        o2, h2, c2 = run(layer, x2, hx2, lens2)
+        assert np.array_equal(o2[:, pos], out[:, 0]), f"position {pos}"
+        assert np.array_equal(h2[:, pos], hn[:, 0]), f"position {pos}"
+        if cn is not None:
+            assert np.array_equal(c2[:, pos], cn[:, 0]), f"position {pos}"
+    # and alone, or in a batch of another size: each (sequence, unit) dot product is
+    # computed in one fixed order whatever the batch (the engine's design; relax this
+    # to assert_close if a batch-size-dependent kernel is ever introduced)
+    for B in (1, 4):
+        sub = None if hx is None else (
+            tuple(a[:, :B] for a in hx) if isinstance(hx, tuple) else hx[:, :B])
+        o3, h3, c3 = run(layer, x[:, :B], sub, lengths[:B])
+        assert np.array_equal(o3, out[:, :B]), f"batch of {B}"
+        assert np.array_equal(h3, hn[:, :B]), f"batch of {B}"
+        if cn is not None:
+            assert np.array_equal(c3, cn[:, :B]), f"batch of {B}"
+
+
+# --------------------------------------------------------------------------------------
+# Empty batches
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_zero_size_batch(variant, batch_first):
+    cfg = dict(SMALL, B=0, batch_first=batch_first)
+    for dtype in DTYPES:
+        layer = make_layer(variant, cfg, dtype)
+        x, hx, lengths = make_inputs(layer, cfg)
+        n = layer.num_layers * layer.num_directions
+        HO = layer.proj_size or layer.hidden_size
+        T = cfg["T"]
+        for h in (None, hx):
+            for lens in (None, lengths, []):
+                out, hn, cn = run(layer, x, h, lens)
+                D = layer.num_directions
+                assert out.shape == ((0, T, D * HO) if batch_first else (T, 0, D * HO))
+                assert hn.shape == (n, 0, HO)
+                assert out.dtype == hn.dtype == layer.dtype
+                if layer.mode == "LSTM":
+                    assert cn.shape == (n, 0, layer.hidden_size) and cn.dtype == layer.dtype
+
+
+# --------------------------------------------------------------------------------------
+# NaN and Inf propagate as in PyTorch
+# --------------------------------------------------------------------------------------
+
+
+def assert_same_nonfinite(actual, expected, dtype, k, what):
+    """Same NaN, +inf and -inf positions; the finite values close."""
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    for test in (np.isnan, np.isposinf, np.isneginf):
+        assert np.array_equal(test(actual), test(expected)), f"{what}: {test.__name__} pattern"
+    fin = np.isfinite(expected)
+    assert_close(actual[fin], expected[fin], dtype, k, what)
+
+
+# float32 on the AVX2/AVX-512 paths: exp(x) for x >= 88.73 overflows to +inf inside
+# tanh/sigmoid (the clamp FRN_EXP_HI is 88.8f, above log(FLT_MAX) = 88.72) and the
+# Newton-refined reciprocal turns 1/inf into NaN (rcp(inf) = 0, 0 * (1 - inf*0)).
+# tanh(|x| >= 44.4) and sigmoid(x <= -88.8) are NaN instead of ±1 / 0. The generic
+# path divides exactly and gets 0 = 1/inf.
+AVX_F32_SATURATION_BUG = (
+    "float32 AVX2/AVX-512 tanh(|x|>=44.4), sigmoid(x<=-88.8) give NaN: vexp clamps at "
+    "88.8f > log(FLT_MAX) so exp overflows to inf, and vf_recip's Newton step maps "
+    "1/inf to NaN (csrc/kernels/activ.h FRN_EXP_HI, csrc/simd/vec_avx*.h vf_recip)"
+)
+
+
+def _saturation_params(variants=("rnn_tanh",)):
+    """(variant, isa, dtype) with the bug above as a strict xfail where it bites
+    (every variant using tanh or sigmoid, i.e. all but the relu RNN)."""
+    params = []
+    for variant in variants:
+        for name in ISA_INDEX:
+            for dtype in DTYPES:
+                marks = []
+                if name not in fastrnn.config()["isa_available"]:
+                    marks.append(pytest.mark.skip(reason=f"{name} not available"))
+                elif dtype == "float32" and name != "generic" and variant != "rnn_relu":
+                    marks.append(pytest.mark.xfail(strict=True, reason=AVX_F32_SATURATION_BUG))
+                params.append(pytest.param(variant, name, dtype, marks=marks,
+                                           id=f"{variant}-{name}-{dtype}"))
+    return params
+
+
+@contextlib.contextmanager
+def on_isa(name: str):
+    before = _kernels.get_isa()
+    _kernels._set_isa(ISA_INDEX[name])
+    try:
+        yield
+    finally:
+        _kernels._set_isa(before)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_propagates_per_sequence(variant, dtype, isa):
+    """A NaN at step t of sequence b makes that sequence's later outputs (and, in
+    the reverse direction, earlier ones) NaN; other sequences stay finite; a NaN in
+    the padding past a sequence's length is never read."""
+    for bidirectional in (False, True):
+        cfg = dict(SMALL, bidirectional=bidirectional, num_layers=2, B=4, T=6, lengths=False)
+        layer = make_layer(variant, cfg, dtype)
+        x, hx, _ = make_inputs(layer, cfg)
+        x[3, 1, 0] = np.nan  # step 3 of sequence 1
+        lengths = np.array([6, 6, 6, 2])
+        x[4, 3, :] = np.nan  # padding of sequence 3
+        got = run(layer, x, hx, lengths)
+        want = run_reference(layer, x, hx, lengths)
+        k = reduction_size(layer)
+        for name, a, e in zip(("out", "h_n", "c_n"), got, want):
+            if e is not None:
+                assert_same_nonfinite(a, e, layer.dtype, k, f"{variant} {name}")
+        out = got[0]
+        H2 = out.shape[-1] // layer.num_directions
+        assert np.all(np.isnan(out[3:, 1, :H2])), "forward: NaN from step 3 on"
+        if not bidirectional:
+            assert np.all(np.isfinite(out[:3, 1])), "finite before step 3"
+        else:  # the reverse half carries the NaN back to step 0, and layer 2 mixes both
+            assert np.all(np.isnan(out[:, 1]))
+        for b in (0, 2, 3):
+            assert np.all(np.isfinite(out[:, b])), f"sequence {b} must stay finite"
+
+
+@pytest.mark.parametrize("variant,isa_name,dtype", _saturation_params(list(VARIANTS)))
+def test_inf_and_huge_inputs_saturate(variant, isa_name, dtype):
+    """±Inf and huge inputs saturate the gates as in the reference (and torch):
+    tanh(±inf) = ±1 and sigmoid(±inf) = 1/0 keep LSTM/GRU/tanh-RNN outputs finite."""
+    with on_isa(isa_name):
+        cfg = dict(SMALL, B=3, T=5, lengths=False, init_state=False)
+        layer = make_layer(variant, cfg, dtype)
+        x, hx, _ = make_inputs(layer, cfg)
+        x[1, 0, 0] = np.inf
+        x[2, 1, 1] = -np.inf
+        x[:, 2] *= 1e4
+        got = run(layer, x, hx)
+        with np.errstate(invalid="ignore", over="ignore"):  # relu: inf - inf in the oracle
+            want = run_reference(layer, x, hx)
+        k = reduction_size(layer)
+        for name, a, e in zip(("out", "h_n", "c_n"), got, want):
+            if e is not None:
+                assert_same_nonfinite(a, e, layer.dtype, k, f"{variant} {name}")
+
+
+@pytest.mark.parametrize("variant,isa_name,dtype", _saturation_params())
+def test_large_preactivation_minimal(variant, isa_name, dtype):
+    """Minimal reproducer of the saturation case: a one-unit tanh RNN, weight 1,
+    input 100: h = tanh(100) = 1."""
+    with on_isa(isa_name):
+        layer = fastrnn.RNN(1, 1, bias=False, dtype=dtype)
+        layer.load_state_dict({"weight_ih_l0": np.ones((1, 1)), "weight_hh_l0": np.zeros((1, 1))})
+        out, h = layer(np.full((1, 1, 1), 100.0))
+        assert out[0, 0, 0] == 1.0 and h[0, 0, 0] == 1.0
+
+
+# --------------------------------------------------------------------------------------
+# The packed GEMM micro-kernels
+# --------------------------------------------------------------------------------------
+
+GEMM_M = range(1, 14)
+GEMM_N = [1, 5, 16, 17, 63, 64, 65, 257]
+GEMM_K = [1, 3, 64, 257]
+
+
+@pytest.mark.parametrize("n", [1, 2], ids=["threads1", "threads2"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_tiles(isa, dtype, n):
+    """c = a @ b_t.T + bias for M in 1..13 and N, K around every tile width: within the
+    rigorous dot-product bound (K+1) eps (|a| @ |b_t|.T + |bias|), whatever the
+    summation order; a wrong index or a dropped tail gives errors of order 1."""
+    dt = np.dtype(dtype)
+    eps = float(np.finfo(dt).eps)
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((13, 257)).astype(dt)
+    Bt = rng.standard_normal((257, 257)).astype(dt)
+    bias_all = rng.standard_normal(257).astype(dt)
+    for M, N, K in itertools.product(GEMM_M, GEMM_N, GEMM_K):
+        a = np.ascontiguousarray(A[:M, :K])
+        b_t = np.ascontiguousarray(Bt[:N, :K])
+        bias = np.ascontiguousarray(bias_all[:N])
+        c = np.full((M, N), np.nan, dt)
+        a0, b0 = a.copy(), b_t.copy()
+        _kernels.gemm_test(ISA_INDEX[isa], a, b_t, bias, c, n)
+        a64, b64 = a.astype(np.float64), b_t.astype(np.float64)
+        want = a64 @ b64.T + bias
+        bound = (K + 1) * eps * (np.abs(a64) @ np.abs(b64).T + np.abs(bias.astype(np.float64)))
+        err = np.abs(c - want)
+        assert np.all(err <= bound), (
+            f"M={M} N={N} K={K}: max error {err.max():.3g}, bound {bound.min():.3g}")
+        assert np.array_equal(a, a0) and np.array_equal(b_t, b0)
+    # and bitwise the same for 1 and 2 threads (the split is over outputs)
+    a, b_t, bias = A[:13].copy(), Bt.copy(), bias_all.copy()
+    c1, c2 = np.empty((13, 257), dt), np.empty((13, 257), dt)
+    _kernels.gemm_test(ISA_INDEX[isa], a, b_t, bias, c1, 1)
+    _kernels.gemm_test(ISA_INDEX[isa], a, b_t, bias, c2, 2)
+    assert np.array_equal(c1, c2)
+
+
+def test_f32_tolerance_is_meaningful():
+    """The float32 bound stays far below what a wrong gate or index produces."""
+    from _util import f32_tolerance
+
+    assert f32_tolerance(1) == 32 * EPS32
+    assert f32_tolerance(257) < 1e-4
