@@ -10,6 +10,7 @@ from . import _kernels
 __all__ = ["config", "show_config", "set_num_threads", "get_num_threads"]
 
 ISA_NAMES = ("generic", "avx2", "avx512")
+_INT_MAX = 2**31 - 1
 
 
 def _available_isas() -> list[str]:
@@ -56,6 +57,8 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n must be an integer >= 1, got {type(n).__name__} {n!r}") from None
     if n < 1:
         raise ValueError(f"n is {n}; the number of threads must be >= 1")
+    if n > _INT_MAX:  # OpenMP takes a C int; say so instead of an OverflowError
+        raise ValueError(f"n is {n}; the number of threads must be in [1, {_INT_MAX}]")
     _kernels.set_max_threads(n)
 
 
