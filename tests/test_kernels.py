@@ -309,6 +309,15 @@ def test_unbatched_input(variant, dtype, isa):
         assert_close(out[0], want[0][:, 0], layer.dtype, reduction_size(layer), "unbatched+lengths")
 
 
+def _unaligned(a):
+    """A copy of a whose data sits one byte off its dtype's alignment."""
+    raw = np.zeros(a.nbytes + 1, np.uint8)
+    out = raw[1:].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned or a.size == 0
+    return out
+
+
 def _input_forms(x, batch_first):
     """(name, array-like) holding the same numbers as x in other layouts/types."""
     f = np.asfortranarray(x)
@@ -317,6 +326,8 @@ def _input_forms(x, batch_first):
     big[:, ::2, ::2] = x
     strided = big[:, ::2, ::2]
     assert not strided.flags.c_contiguous
+    readonly = x.copy()
+    readonly.flags.writeable = False
     # the same numbers stored in the other layout and viewed through a transpose
     transposed = np.ascontiguousarray(x.transpose(1, 0, 2)).transpose(1, 0, 2)
     return [
@@ -324,6 +335,8 @@ def _input_forms(x, batch_first):
         ("fortran", f),
         ("strided", strided),
         ("transposed", transposed),
+        ("read-only", readonly),
+        ("unaligned", _unaligned(x)),
         ("negative_strides", np.ascontiguousarray(x[::-1, ::-1, ::-1])[::-1, ::-1, ::-1]),
         ("float64" if x.dtype == np.float32 else "float32",
          x.astype(np.float64 if x.dtype == np.float32 else np.float32)),
@@ -358,17 +371,24 @@ def test_input_forms_and_no_mutation(variant, dtype):
         for a, b in zip(got, want):
             if b is not None:
                 assert np.array_equal(a, b), f"{xa.dtype} input gives a different result"
+    # a broadcast (stride-0, read-only) view against its contiguous copy
+    xb = np.broadcast_to(x[:, :1], x.shape)
+    got, want = run(layer, xb, hx, lengths), run(layer, np.ascontiguousarray(xb), hx, lengths)
+    for a, b in zip(got, want):
+        if b is not None:
+            assert np.array_equal(a, b), "broadcast input gives a different result"
     # states and lengths as lists, Fortran order and other dtypes
     if hx is not None:
         if isinstance(hx, tuple):
-            forms = [tuple(a.tolist() for a in hx), tuple(np.asfortranarray(a) for a in hx)]
+            forms = [tuple(a.tolist() for a in hx), tuple(np.asfortranarray(a) for a in hx),
+                     tuple(_unaligned(a) for a in hx)]
         else:
-            forms = [hx.tolist(), np.asfortranarray(hx)]
+            forms = [hx.tolist(), np.asfortranarray(hx), _unaligned(hx)]
         for h in forms:
             got = run(layer, x, h, lengths)
             for a, b in zip(got, base):
                 if b is not None:
-                    assert np.array_equal(a, b), "state given as list/Fortran differs"
+                    assert np.array_equal(a, b), "state as list/Fortran/unaligned differs"
     for lens in (lengths.tolist(), lengths.astype(np.int32), lengths.astype(np.uint16),
                  lengths.astype(np.float64)):
         got = run(layer, x, hx, lens)
