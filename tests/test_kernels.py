@@ -357,7 +357,7 @@ def _unaligned(a):
     return out
 
 
-def _input_forms(x, batch_first):
+def _input_forms(x):
     """(name, array-like) holding the same numbers as x in other layouts/types."""
     f = np.asfortranarray(x)
     assert not f.flags.c_contiguous
@@ -388,7 +388,7 @@ def test_input_forms_and_no_mutation(variant, dtype):
     layer = make_layer(variant, SMALL, dtype)
     x, hx, lengths = make_inputs(layer, SMALL)
     base = run(layer, x, hx, lengths)
-    for name, xa in _input_forms(x, layer.batch_first):
+    for name, xa in _input_forms(x):
         want = base
         if name in ("float32", "float64"):  # the conversion rounds: same as rounding first
             want = run(layer, np.asarray(xa).astype(layer.dtype), hx, lengths)
