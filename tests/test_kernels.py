@@ -475,6 +475,24 @@ def test_bitwise_same_for_1_and_2_threads(variant, dtype, isa):
                         f"H={H} B={B}: results differ between thread counts"
 
 
+def test_bitwise_same_for_more_threads_than_cores(isa):
+    """3 and 4 threads split the hidden units at other boundaries than 2 (and
+    oversubscribe a 2-core machine): still the bits of 1 thread."""
+    for variant in VARIANTS:
+        for dtype in DTYPES:
+            cfg = dict(SMALL, hidden=512, input=64, B=3, T=4, num_layers=1)
+            layer = make_layer(variant, cfg, dtype)
+            x, hx, lengths = make_inputs(layer, cfg)
+            results = []
+            for n in (1, 3, 4):
+                with threads(n):
+                    results.append(run(layer, x, hx, lengths))
+            for other in results[1:]:
+                for a, b in zip(results[0], other):
+                    if a is not None:
+                        assert np.array_equal(a, b), f"{variant} {dtype}: 3-4 threads differ"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_bitwise_same_at_any_batch_position(variant, dtype, isa):
