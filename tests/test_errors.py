@@ -123,6 +123,7 @@ def test_dtype_spellings(value, expected):
 @pytest.mark.parametrize("cls,arg", [
     (fastrnn.RNN, "bias"), (fastrnn.RNN, "batch_first"), (fastrnn.RNN, "bidirectional"),
     (fastrnn.LSTM, "peephole"), (fastrnn.GRU, "linear_before_reset"),
+    (fastrnn.RNNCell, "bias"), (fastrnn.LSTMCell, "bias"), (fastrnn.GRUCell, "bias"),
 ])
 @pytest.mark.parametrize("value", ["yes", 2, None, 1.0, [True]])
 def test_bad_flags(cls, arg, value):
