@@ -282,7 +282,7 @@ def main(args) -> int:
     results = []
     whole_run = machine.OtherLoad().start()
     try:
-        progress.detail("measuring machine references")
+        progress.stage("machine references")
         refs = _measure_references(cases, threads, args.quick, progress)
         model = None
         for i, case in enumerate(cases, 1):
@@ -303,7 +303,7 @@ def main(args) -> int:
                     r.others_load = share
                 results += rows
         model = None
-        progress.detail("measuring machine references again")
+        progress.stage("machine references, again")
         _measure_references(cases, threads, args.quick, progress, refs)
     finally:
         fastrnn.set_num_threads(threads_before)

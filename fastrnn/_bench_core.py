@@ -158,7 +158,7 @@ class Result:
     tolerance: Optional[float] = None
     checked_steps: Optional[int] = None
     samples: list = field(default_factory=list)
-    calls_per_sample: int = 0
+    calls_per_sample: int = 0  # the most calls averaged in one sample
     timed_steps: Optional[int] = None
     is_peer: bool = True
     others_load: Optional[float] = None  # CPU share other processes took during the case
@@ -205,6 +205,7 @@ class Result:
 
         return {
             "engine": self.engine,
+            "is_peer": self.is_peer,
             "case": self.case.as_dict(),
             "status": self.status,
             "note": self.note,
@@ -300,6 +301,10 @@ class Policy:
     ref_call : float
         Seconds one reference call may take; it runs a prefix of the steps if the
         whole sequence would take longer, and its time is scaled to T steps.
+    cap : float
+        Seconds of sampling after which an engine stops even short of min_repeats
+        (but with at least 2 samples): calls slowed down a hundredfold by other
+        processes must not stretch the run without bound.
     oracle_budget : float
         Seconds the float64 reference may spend on the check; beyond it the check
         covers a prefix of the sequence (at least ``oracle_min_steps`` steps).
@@ -314,6 +319,7 @@ class Policy:
     ref_budget: float = 0.25
     ref_min_repeats: int = 3
     ref_call: float = 0.03
+    cap: float = 2.0
     oracle_budget: float = 1.0
     oracle_min_steps: int = 10
 
@@ -321,7 +327,8 @@ class Policy:
     def quick(cls) -> Policy:
         """Short budgets for ``--quick``."""
         return cls(budget=0.08, min_repeats=3, max_repeats=50, min_sample=0.002,
-                   ref_budget=0.04, ref_min_repeats=2, ref_call=0.01, oracle_budget=0.25)
+                   ref_budget=0.04, ref_min_repeats=2, ref_call=0.01, cap=0.4,
+                   oracle_budget=0.25)
 
 
 def time_calls(call: Callable[[], object], n: int) -> float:
@@ -352,10 +359,12 @@ class _Timer:
     spent: float = 0.0
     warm_each: bool = False
 
+    cap: float = 2.0      # seconds of sampling after which it stops, min_repeats or not
+
     def wants_more(self) -> bool:
         n = len(self.result.samples)
         if n < self.min_repeats:
-            return True
+            return n < 2 or self.spent < self.cap
         return n < self.max_repeats and self.spent < self.budget
 
 
@@ -365,13 +374,16 @@ def _plan(timer: _Timer, seconds_per_call: float, policy: Policy, is_reference: 
     timer.inner = max(1, math.ceil(policy.min_sample / t))
     if policy.repeats is not None:
         timer.min_repeats = timer.max_repeats = policy.repeats
+        timer.cap = math.inf  # asked for explicitly: take them all
     else:
         timer.min_repeats = policy.ref_min_repeats if is_reference else policy.min_repeats
         timer.max_repeats = policy.max_repeats
         timer.budget = policy.ref_budget if is_reference else policy.budget
-    # A switch from another engine leaves its thread pool spinning (OpenBLAS,
-    # ONNX Runtime, OpenMP wait policies) for a while; a cheap untimed call after
-    # each switch lets that settle before the clock starts.
+        timer.cap = policy.cap
+    # Interleaving means the previous engine's weights fill the caches and its
+    # thread pool may still be spinning when this engine's sample starts. A caller
+    # running one engine back to back sees neither, so when it is cheap (samples
+    # under 50 ms) an untimed call precedes each sample to restore that state.
     timer.warm_each = timer.inner * t < 0.05
 
 
@@ -400,9 +412,9 @@ def run_case(case: Case, engines: list, policy: Policy, oracle: Callable[[int], 
 
     Sampling: each round every engine that still wants samples gives one, the
     order rotating from round to round. An engine wants samples until it has
-    ``min_repeats`` of them and has spent its time budget (wall time, so a call
-    slowed down by other processes cannot stretch the run without bound), or has
-    ``max_repeats``.
+    ``min_repeats`` of them and has spent its time budget (wall time), or has
+    ``max_repeats``; calls slowed down by other processes stop it at ``policy.cap``
+    seconds with fewer samples (at least 2), and shrink its calls per sample.
     """
     results, timers = [], []
     expected = oracle(check_steps)
@@ -455,9 +467,14 @@ def run_case(case: Case, engines: list, policy: Policy, oracle: Callable[[int], 
             t0 = time.perf_counter()
             if tm.warm_each and len(live) > 1:
                 tm.call()
-            tm.result.samples.append(time_calls(tm.call, tm.inner) * tm.scale)
-            tm.result.calls_per_sample = tm.inner
+            per_call = time_calls(tm.call, tm.inner)
+            tm.result.samples.append(per_call * tm.scale)
+            tm.result.calls_per_sample = max(tm.result.calls_per_sample, tm.inner)
             tm.spent += time.perf_counter() - t0
+            # Calls may slow down (other processes): keep samples near min_sample
+            # long rather than letting inner × a slow call stretch the run.
+            tm.inner = max(1, min(tm.inner, math.ceil(policy.min_sample / per_call)))
+            tm.warm_each = tm.warm_each and tm.inner * per_call < 0.05
         r += 1
     return results
 

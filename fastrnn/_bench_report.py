@@ -53,10 +53,17 @@ class Progress:
             self.stream.write(f"[{index}/{self.total}] {label} ({elapsed:.0f} s)\n")
             self.stream.flush()
 
-    def detail(self, text: str) -> None:
-        """What the current case is doing (shown on a terminal only)."""
+    def stage(self, label: str) -> None:
+        """A step outside the cases (e.g. measuring the machine), shown on a terminal."""
+        self._index, self._label = 0, label
         if self.tty:
-            self._draw(f"[{self._index}/{self.total}] {self._label} {text}...")
+            self._draw(label + "...", force=True)
+
+    def detail(self, text: str) -> None:
+        """What the current case or stage is doing (shown on a terminal only)."""
+        if self.tty:
+            head = f"[{self._index}/{self.total}] {self._label}" if self._index else self._label
+            self._draw(f"{head}: {text}...")
 
     def message(self, text: str) -> None:
         """A line of its own (a phase, a warning), wherever stderr goes."""
@@ -281,26 +288,46 @@ def _section_lines(name: str, rows: list) -> list:
 
 
 def summary(results: list) -> list:
-    """Per section and peer: geometric mean and range of fastrnn's speed-up; failures."""
-    lines = []
+    """fastrnn's speed-up per section, thread count and peer (geometric mean over the
+    cases, with the range), how many cases were disturbed, and every failure."""
+    peers = []
+    for r in results:
+        if r.is_peer and r.engine != "fastrnn" and r.engine not in peers:
+            peers.append(r.engine)
+    table = []
     for name in SECTIONS:
-        rows = [r for r in results if r.case.section == name]
-        peers = []
-        for r in rows:
-            if r.is_peer and r.engine != "fastrnn" and r.engine not in peers:
-                peers.append(r.engine)
-        for peer in peers:
-            s = [r.speedup for r in rows if r.engine == peer and r.speedup]
-            if len(s) == 1:
-                lines.append(f"  {name:<10} fastrnn vs {peer:<11} {_sig(s[0])}× (1 case)")
-            elif s:
-                g = math.exp(sum(map(math.log, s)) / len(s))
-                lines.append(f"  {name:<10} fastrnn vs {peer:<11} {_sig(g)}× (geometric mean of "
-                             f"{len(s)} cases, range {_sig(min(s))}×–{_sig(max(s))}×)")
-    bad = [r for r in results if r.status in ("FAILED", "error")]
-    for r in bad:
-        lines.append(f"  {r.status}: {r.engine} on {r.case.label()}: {r.note}")
-    return (["Summary (speed-up = peer time ÷ fastrnn time)"] + lines) if lines else []
+        for n in sorted({r.case.threads for r in results if r.case.section == name}):
+            rows = [r for r in results if r.case.section == name and r.case.threads == n]
+            cells = {"section": name, "threads": str(n)}
+            for peer in peers:
+                s = [r.speedup for r in rows if r.engine == peer and r.speedup]
+                if len(s) == 1:
+                    cells[peer] = f"{_sig(s[0])}×"
+                elif s:
+                    g = math.exp(sum(map(math.log, s)) / len(s))
+                    cells[peer] = f"{_sig(g)}× [{_sig(min(s), 2)}–{_sig(max(s), 2)}]"
+            if len(cells) > 2:
+                table.append(cells)
+    lines = []
+    if table:
+        heads = ["section", "threads"] + peers
+        widths = {h: max(len(h), *(len(c.get(h, "—")) for c in table)) for h in heads}
+        lines.append("Summary: fastrnn's speed-up, peer time ÷ fastrnn time (geometric mean over "
+                     "the cases [range])")
+        lines.append("  " + "  ".join(f"{h:<{widths[h]}}" for h in heads).rstrip())
+        for c in table:
+            lines.append("  " + "  ".join(f"{c.get(h, '—'):<{widths[h]}}" for h in heads).rstrip())
+        cases = {r.case: r.others_load for r in results}
+        busy = [c for c, v in cases.items() if v is not None and v > BUSY]
+        if busy:
+            lines += textwrap.wrap(
+                f"{len(busy)} of {len(cases)} cases ran while other processes took more than "
+                f"{100 * BUSY:.0f}% of the CPUs (column 'others'); their multi-thread figures "
+                "are unreliable.", width=100, initial_indent="  ", subsequent_indent="  ")
+    for r in results:
+        if r.status in ("FAILED", "error"):
+            lines.append(f"  {r.status}: {r.engine} on {r.case.label()}: {r.note}")
+    return lines
 
 
 def render(info: dict, refs: dict, results: list, threads: list, notes: list = ()) -> str:
