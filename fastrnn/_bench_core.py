@@ -103,8 +103,19 @@ class Case:
         return total
 
     def whh_bytes(self) -> int:
-        """Bytes of every float32 W_hh (G·H, H): what each step must read at batch 1."""
+        """Bytes of every float32 W_hh (G·H, H)."""
         return self.layers * self.directions * self.gates * self.hidden * self.hidden * 4
+
+    def step_bytes(self) -> int:
+        """Weight bytes every step must read: all W_hh for a whole-sequence call (the
+        input projection is one GEMM over all steps); W_ih too when streaming, since a
+        step call projects its own input."""
+        total = self.whh_bytes()
+        if self.kind == "stream":
+            for k in range(self.layers):
+                n_in = self.input if k == 0 else self.directions * self.hidden
+                total += self.directions * self.gates * self.hidden * n_in * 4
+        return total
 
     def label(self) -> str:
         """A short human name, e.g. ``LSTM H=512 B=1 threads=2``."""
@@ -129,7 +140,7 @@ class Case:
             "hidden": self.hidden, "input": self.input, "batch": self.batch, "seq": self.seq,
             "layers": self.layers, "bidirectional": self.bidirectional,
             "threads": self.threads, "flops_per_step": self.flops_per_step(),
-            "whh_bytes": self.whh_bytes(),
+            "whh_bytes": self.whh_bytes(), "step_bytes": self.step_bytes(),
         }
 
 
@@ -516,8 +527,8 @@ def derive(results: list, gemm: dict, bandwidth: dict) -> None:
 
     Speed-up of fastrnn over a peer = peer median / fastrnn median, same case.
     Batch > 1 rows get GFLOP/s ÷ the GEMM peak at the same thread count; batch-1
-    rows get bound = W_hh bytes ÷ the one-thread matvec read rate (µs per step) and
-    time ÷ bound.
+    rows get bound = Case.step_bytes() (W_hh; streaming also W_ih) ÷ the one-thread
+    matvec read rate of a W_hh-sized matrix (µs per step) and time ÷ bound.
     """
     by_case = {}
     for r in results:
@@ -533,6 +544,6 @@ def derive(results: list, gemm: dict, bandwidth: dict) -> None:
                 r.speedup = r.median / base.median
             if case.batch > 1 and peak and peak.get("gflops"):
                 r.peak_fraction = r.gflops / peak["gflops"]
-            if case.batch == 1 and bw:
-                r.bound_us_per_step = case.whh_bytes() / (bw["gbytes_per_s"] * 1e9) * 1e6
+            if case.batch == 1 and bw and r.is_peer:  # not "fastrnn (seq)": other bytes
+                r.bound_us_per_step = case.step_bytes() / (bw["gbytes_per_s"] * 1e9) * 1e6
                 r.time_over_bound = r.us_per_step / r.bound_us_per_step

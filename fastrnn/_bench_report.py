@@ -199,8 +199,9 @@ _METHOD = [
     "  (streaming: per step call); GFLOP/s counts 2·B·G·H·(I+H) flops per step and layer",
     "  (G = 4 LSTM, 3 GRU, 1 RNN; gate math not counted); speed-up = peer time ÷ fastrnn time",
     "  (> 1: fastrnn is faster); %peak = GFLOP/s ÷ NumPy GEMM peak at equal threads; bound =",
-    "  W_hh bytes ÷ NumPy 1-thread matvec read rate (µs/step), ×bound = time ÷ bound (< 1: the",
-    "  weights are read faster than NumPy's matvec reads them); check = max |out − ref| /",
+    "  bytes of the weights a step reads (W_hh; streaming: W_ih and W_hh) ÷ NumPy 1-thread",
+    "  matvec read rate, in µs/step; ×bound = time ÷ bound (< 1: the weights are read faster",
+    "  than NumPy's matvec reads them, e.g. from cache); check = max |out − ref| /",
     "  max(1, |ref|) against the float64 NumPy reference, tolerance 32·eps·sqrt(k), k the",
     "  widest dot product; an engine that fails is not timed. others = share of the CPUs that",
     "  other processes used while the case ran (high values make timings, above all at 2",
@@ -377,42 +378,55 @@ _COLORS = {"fastrnn": "tab:blue", "fastrnn (seq)": "lightsteelblue", "reference"
 
 
 def plot(path: str, results: list) -> None:
-    """A PNG chart: µs per step per case, one bar per engine, one panel per section."""
+    """A PNG chart of µs per step (log scale): one panel per section and thread count,
+    one group of bars per case, one bar per engine (same colour in every panel)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in SECTIONS if any(r.case.section == n and r.timed for r in results)]
+    timed = [r for r in results if r.timed]
+    names = [n for n in SECTIONS if any(r.case.section == n for r in timed)]
+    threads = sorted({r.case.threads for r in timed})
     if not names:
         raise ValueError("nothing was timed, so there is nothing to plot")
-    fig, axes = plt.subplots(len(names), 1, figsize=(11, 3.6 * len(names)), squeeze=False)
-    for ax, name in zip(axes[:, 0], names):
-        rows = [r for r in results if r.case.section == name and r.timed]
-        cases, engines = [], []
-        for r in rows:
-            if r.case not in cases:
-                cases.append(r.case)
-            if r.engine not in engines:
-                engines.append(r.engine)
-        width = 0.8 / len(engines)
-        for j, eng in enumerate(engines):
-            color = _COLORS.get(eng)
-            xs, ys = [], []
-            for i, c in enumerate(cases):
-                r = next((r for r in rows if r.case == c and r.engine == eng), None)
-                if r is not None:
-                    xs.append(i + (j - (len(engines) - 1) / 2) * width)
-                    ys.append(r.us_per_step)
-            ax.bar(xs, ys, width, label=eng, color=color)
-        ax.set_xticks(range(len(cases)))
-        ax.set_xticklabels([f"{c.cell} H={c.hidden}\nB={c.batch} t={c.threads}" for c in cases],
-                           fontsize=7)
-        ax.set_yscale("log")
-        ax.set_ylabel("µs per step (log)")
-        ax.set_title(SECTIONS[name], fontsize=10)
-        ax.grid(axis="y", which="both", alpha=0.3)
-        ax.legend(fontsize=8, ncol=len(engines))
+    per_panel = max(len({r.case for r in timed if r.case.section == n and r.case.threads == t})
+                    for n in names for t in threads)
+    width_in = max(5.0, 0.75 * per_panel + 1.5)
+    fig, axes = plt.subplots(len(names), len(threads), squeeze=False,
+                             figsize=(width_in * len(threads), 3.4 * len(names)))
+    for row, name in enumerate(names):
+        for col, n in enumerate(threads):
+            ax = axes[row, col]
+            rows = [r for r in timed if r.case.section == name and r.case.threads == n]
+            cases, engines = [], []
+            for r in rows:
+                if r.case not in cases:
+                    cases.append(r.case)
+                if r.engine not in engines:
+                    engines.append(r.engine)
+            ax.set_title(f"{SECTIONS[name].split(':')[0]}, {n} thread{'s' if n > 1 else ''}",
+                         fontsize=10)
+            if not rows:
+                ax.set_axis_off()
+                continue
+            width = 0.8 / len(engines)
+            for j, eng in enumerate(engines):
+                xs, ys = [], []
+                for i, c in enumerate(cases):
+                    r = next((r for r in rows if r.case == c and r.engine == eng), None)
+                    if r is not None:
+                        xs.append(i + (j - (len(engines) - 1) / 2) * width)
+                        ys.append(r.us_per_step)
+                ax.bar(xs, ys, width, label=eng, color=_COLORS.get(eng))
+            ax.set_xticks(range(len(cases)))
+            ax.set_xticklabels([f"{c.cell}\nH={c.hidden}" + (f"\nB={c.batch}" if c.batch > 1
+                                                              else "") for c in cases],
+                               fontsize=7)
+            ax.set_yscale("log")
+            ax.set_ylabel("µs per step")
+            ax.grid(axis="y", which="both", alpha=0.3)
+            ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
