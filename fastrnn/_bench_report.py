@@ -210,6 +210,8 @@ _METHOD = [
 
 
 def _section_lines(name: str, rows: list) -> list:
+    """One section's table: a title stating what all its cases share, a column for
+    each field that varies, one row per case and engine, then the numbered notes."""
     cases = []
     for r in rows:
         if r.case not in cases:
@@ -252,7 +254,7 @@ def _section_lines(name: str, rows: list) -> list:
                 cells["others"] = "—" if r.others_load is None else f"{100 * r.others_load:.0f}%"
                 cells["bound"] = _sig(r.bound_us_per_step)
             cells["time"] = _duration(r.median)
-            cells["IQR"] = "—" if r.iqr is None else f"{100 * r.iqr / r.median:.1f}%"
+            cells["IQR"] = "—" if r.iqr is None else f"{_sig(100 * r.iqr / r.median, 2)}%"
             cells["µs/step"] = _sig(r.us_per_step)
             cells["GFLOP/s"] = _sig(r.gflops)
             cells["%peak"] = "—" if r.peak_fraction is None else f"{100 * r.peak_fraction:.1f}%"
