@@ -70,9 +70,21 @@ const char *frn_isa_name(int isa)
     }
 }
 
+/* Threads a call may use: at least 1, at most the processors OpenMP can run on.
+   More would only oversubscribe the cores (results do not depend on the count),
+   and an absurd request (set_num_threads(100000), or the same through
+   OMP_NUM_THREADS or threadpoolctl) would make the OpenMP runtime fail to start
+   its threads. */
+static int frn_threads(int n)
+{
+    int procs = omp_get_num_procs();
+    if (n > procs) n = procs;
+    return n < 1 ? 1 : n;
+}
+
 int frn_forward(const frn_plan *plan, const frn_seq *seq, int n_threads)
 {
-    if (n_threads < 1) n_threads = 1;
+    n_threads = frn_threads(n_threads);
     return frn_table(plan->isa)->forward(plan, seq, n_threads);
 }
 
@@ -86,7 +98,7 @@ int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const 
                   const void *bias, void *c, int n_threads)
 {
     if (isa > frn_cpu_isa() || !frn_isa_compiled(isa)) return FRN_EISA;
-    return frn_table(isa)->gemm_test(dtype, M, N, K, a, b_t, bias, c, n_threads < 1 ? 1 : n_threads);
+    return frn_table(isa)->gemm_test(dtype, M, N, K, a, b_t, bias, c, frn_threads(n_threads));
 }
 
 /* ---- per-thread workspace ----
@@ -197,7 +209,7 @@ nomem:
 
 int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads)
 {
-    if (n_threads < 1) n_threads = 1;
+    n_threads = frn_threads(n_threads);
     return frn_table(s->p->isa)->stream_step(s, x, out, n_threads);
 }
 
