@@ -243,6 +243,28 @@ int frn_stream_state(frn_stream *s, void *h, void *c, int set)
     return FRN_OK;
 }
 
+/* Reorder the carried state's rows: row b takes row idx[b] (beam search keeps
+   the parents' states). idx has B entries, each in [0, B), checked by the caller. */
+int frn_stream_reorder(frn_stream *s, const int32_t *idx)
+{
+    const frn_plan *p = s->p;
+    const int L = p->d.num_layers, B = s->B;
+    const size_t row = (size_t)p->ldh * p->esz;
+    for (int l = 0; l < L; l++) {
+        char *h = (char *)s->h[2 * l + s->cur[l]];
+        char *tmp = (char *)s->h[2 * l + (s->cur[l] ^ 1)]; /* the other buffer is free */
+        for (int b = 0; b < B; b++) memcpy(tmp + b * row, h + (size_t)idx[b] * row, row);
+        s->cur[l] ^= 1;
+        if (p->d.cell == FRN_LSTM) {
+            char *c = (char *)s->c[l];
+            char *ctmp = (char *)s->m; /* scratch of the same row size */
+            for (int b = 0; b < B; b++) memcpy(ctmp + b * row, c + (size_t)idx[b] * row, row);
+            memcpy(c, ctmp, (size_t)B * row);
+        }
+    }
+    return FRN_OK;
+}
+
 /* ---- threads and build ---- */
 
 int frn_openmp_enabled(void)

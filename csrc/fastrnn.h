@@ -107,6 +107,8 @@ int frn_stream_create(const frn_plan *plan, int B, frn_stream **out);
 void frn_stream_free(frn_stream *s);
 int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads);
 int frn_stream_state(frn_stream *s, void *h, void *c, int set);
+/* Row b of the carried state becomes row idx[b] (each in [0, B)): beam search. */
+int frn_stream_reorder(frn_stream *s, const int32_t *idx);
 
 /* Test hooks: the activations and one GEMM through the micro-kernels of an ISA. */
 int frn_activation(int isa, int dtype, int kind, const void *x, void *y, size_t n);

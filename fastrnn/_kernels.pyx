@@ -6,7 +6,7 @@ checked every shape, dtype and index and made every array C-contiguous of the
 plan's dtype. Each function makes one C call with the GIL released.
 """
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 
 cimport numpy as cnp
@@ -78,6 +78,7 @@ cdef extern from "fastrnn.h" nogil:
     void frn_stream_free(frn_stream *s)
     int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads)
     int frn_stream_state(frn_stream *s, void *h, void *c, int set)
+    int frn_stream_reorder(frn_stream *s, const int32_t *idx)
     int frn_activation(int isa, int dtype, int kind, const void *x, void *y, size_t n)
     int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const void *b_t,
                       const void *bias, void *c, int n_threads)
@@ -213,6 +214,10 @@ cdef class Stream:
 
     def set_state(self, h, c):
         frn_stream_state(self.ptr, _ptr(h), _ptr(c), 1)
+
+    def reorder(self, idx):
+        """Row b of the state becomes row idx[b]; idx int32 (B,), each in [0, B)."""
+        frn_stream_reorder(self.ptr, <const int32_t *>_ptr(idx))
 
 
 def cpu_isa():

@@ -4,8 +4,9 @@
  *
  * exp(x): Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a Taylor polynomial for
  * e^r (degree 7 for float, 13 for double: truncation below 0.05 ulp), then p * 2^n.
- * x is clamped first so 2^n stays finite; the clamp keeps NaN (x is the second
- * operand of min/max).
+ * x is clamped first to just below log(max float) -- so e^x stays finite, and
+ * 1/(1 + e^x) never meets the reciprocal's 0 * inf = NaN -- and to the subnormal
+ * floor below; the clamp keeps NaN (x is the second operand of min/max).
  * sigmoid(x) = 1 / (1 + exp(-x)): no cancellation anywhere, so the relative error
  * is that of exp plus the reciprocal's.
  * tanh(x) = e / (e + 2) with e = expm1(2x), itself 2^n (e^r - 1) + (2^n - 1) with a
@@ -21,12 +22,12 @@
 
 #if FRN_ACT_DOUBLE
 #define FRN_EXP_LO -745.2
-#define FRN_EXP_HI 709.8
+#define FRN_EXP_HI 709.7
 #define FRN_LN2_HI 6.93147180369123816490e-01
 #define FRN_LN2_LO 1.90821492927058770002e-10
 #else
 #define FRN_EXP_LO -104.0f
-#define FRN_EXP_HI 88.8f
+#define FRN_EXP_HI 88.7f
 #define FRN_LN2_HI 0.693359375f
 #define FRN_LN2_LO -2.12194440e-4f
 #endif
@@ -121,7 +122,7 @@ static inline VT FN(vtanh)(VT x)
     VT a2 = V(min)(V(add)(sat, sat), V(add)(a, a));
     VT e = FN(vexpm1)(a2);
     VT t = V(min)(one, V(mul)(e, V(recip)(V(add)(e, V(set1)((FRN_T)2)))));
-    return V(copysign)(V(select_lt)(a, sat, t, one), x);
+    return V(copysign)(V(select_lt)(sat, a, one, t), x); /* NaN a keeps t */
 }
 
 static inline VT FN(vrelu)(VT x)
