@@ -88,6 +88,12 @@ int frn_forward(const frn_plan *plan, const frn_seq *seq, int n_threads)
     return frn_table(plan->isa)->forward(plan, seq, n_threads);
 }
 
+int frn_linear_apply(const frn_linear *lin, int M, const void *x, void *y, int n_threads)
+{
+    if (M <= 0) return FRN_OK;
+    return frn_table(lin->isa)->linear_apply(lin, M, x, y, frn_threads(n_threads));
+}
+
 int frn_activation(int isa, int dtype, int kind, const void *x, void *y, size_t n)
 {
     if (isa > frn_cpu_isa() || !frn_isa_compiled(isa)) return FRN_EISA;

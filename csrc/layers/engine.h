@@ -461,6 +461,43 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
     return FRN_OK;
 }
 
+/* ---- dense layers ---------------------------------------------------- */
+
+/* y (M, N) = x (M, K) W^T + b, in chunks of rows through the padded XP layout */
+static int FN(linear_apply)(const struct frn_linear *lin, int M, const FRN_T *x, FRN_T *y,
+                            int n_threads)
+{
+    long chunk = (1L << 18) / lin->xw;
+    if (chunk < 1) chunk = 1;
+    if (chunk > M) chunk = M;
+    FRN_T *xp = frn_workspace((size_t)chunk * lin->xw * sizeof(FRN_T) + 64);
+    if (!xp) return FRN_ENOMEM;
+    for (int m0 = 0; m0 < M; m0 += (int)chunk) {
+        const int rows = M - m0 < chunk ? M - m0 : (int)chunk;
+        FN(phase) ph = {0};
+        ph.epi = FRN_EPI_XP;
+        ph.rows = rows;
+        ph.a = x + (ptrdiff_t)m0 * lin->K;
+        ph.lda = lin->K;
+        ph.K = lin->K;
+        ph.b = (const FRN_T *)lin->w;
+        ph.nv = 4;
+        ph.np = lin->np;
+        ph.bs = (ptrdiff_t)lin->K * 4 * VL;
+        ph.xp = xp;
+        ph.bias = (const FRN_T *)lin->bias;
+        ph.xw = lin->xw;
+        const int nt = FN(useful_threads)((double)rows * lin->K * lin->xw, n_threads);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        FN(run_phase)(&ph, NULL, NULL, 0, nt > 1 ? omp_get_thread_num() : 0,
+                      nt > 1 ? omp_get_num_threads() : 1, 0);
+        for (int i = 0; i < rows; i++)
+            memcpy(y + (ptrdiff_t)(m0 + i) * lin->N, xp + (ptrdiff_t)i * lin->xw,
+                   sizeof(FRN_T) * lin->N);
+    }
+    return FRN_OK;
+}
+
 /* ---- test hooks -------------------------------------------------------- */
 
 static void FN(activation)(int kind, const FRN_T *x, FRN_T *y, size_t n)
