@@ -321,3 +321,5 @@ def set_max_threads(int n):
 
 def compiler():
     return frn_compiler().decode()
+
+include "_models.pxi"
