@@ -57,9 +57,10 @@ def choice(name: str, value, allowed: tuple[str, ...]) -> str:
 
 
 def dtype(value) -> np.dtype:
-    """'float32' or 'float64' (any spelling numpy accepts for them)."""
+    """'float32' or 'float64' (any spelling numpy accepts for them; not None, which
+    numpy would silently read as float64)."""
     try:
-        dt = np.dtype(value)
+        dt = None if value is None else np.dtype(value)
     except TypeError:
         dt = None
     if dt is None or dt.name not in _FLOAT_DTYPES:
@@ -177,21 +178,24 @@ def lengths(value, B: int, T: int) -> np.ndarray | None:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:
         raise TypeError(f"lengths must be a 1-D array of integers; converting it failed: {exc}") from None
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and \
-                np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        elif arr.dtype.kind == "f" and arr.size == 0:
-            arr = arr.astype(np.int64)
-        else:
-            raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
     if arr.ndim != 1 or arr.shape[0] != B:
         raise ValueError(f"lengths has shape {arr.shape}; expected ({B},), one length per sequence")
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
-    bad = np.flatnonzero((arr < 1) | (arr > T))
+    if arr.dtype.kind == "f":
+        # floats are accepted when they are whole numbers (e.g. a float tensor)
+        fractional = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
+        if fractional.size:
+            i = int(fractional[0])
+            raise ValueError(
+                f"lengths[{i}] is {float(arr[i])!r}; each length must be a whole number "
+                f"in [1, T={T}]"
+            )
+    bad = np.flatnonzero((arr < 1) | (arr > T))  # before the cast: 1e30 must not wrap
     if bad.size:
         i = int(bad[0])
         raise ValueError(f"lengths[{i}] is {int(arr[i])}; each length must be in [1, T={T}]")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
     if np.all(arr == T):
         return None
     return arr

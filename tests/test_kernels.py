@@ -80,6 +80,15 @@ def threads(n: int):
         fastrnn.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread_unless_asked():
+    """Tests run on one thread unless they ask for more (the design's threads axis,
+    the invariance tests): a second thread adds nothing to what they check, and on a
+    busy machine each OpenMP barrier can cost a scheduler slice."""
+    with threads(1):
+        yield
+
+
 # --------------------------------------------------------------------------------------
 # The covering design
 # --------------------------------------------------------------------------------------
@@ -255,6 +264,36 @@ def test_against_reference(variant, dtype, isa):
                                 f"{variant} {dtype} {isa} config {i} {cfg}")
 
 
+# The engine projects the inputs of a chunk of steps at a time: about 1M values of the
+# projection or 256k gathered inputs, but at least one step's rows. These two
+# configurations span several chunks (1360 rows against chunks of ~500-1300 here)
+# and hit the one-step-per-chunk floor (an 8192-wide input: 32 rows < B = 40).
+CHUNKED = [
+    dict(num_layers=2, bidirectional=True, batch_first=False, bias=True, hidden=257,
+         input=33, B=17, T=80, init_state=True, lengths=True, threads=1),
+    dict(num_layers=1, bidirectional=True, batch_first=True, bias=True, hidden=5,
+         input=8192, B=40, T=4, init_state=False, lengths=True, threads=1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_long_sequences_span_several_chunks(variant, dtype, isa):
+    for i, cfg in enumerate(CHUNKED):
+        layer = make_layer(variant, cfg, dtype, seed=i)
+        x, hx, lengths = make_inputs(layer, cfg, seed=i)
+        # keep the pre-activations O(1) with 8192 inputs (the float32 AVX saturation
+        # bug above would otherwise turn this test into another reproducer of it)
+        x = (x / np.sqrt(layer.input_size)).astype(layer.dtype)
+        key = ("chunked", variant, dtype, i)
+        if key not in _REFERENCE_CACHE:
+            _REFERENCE_CACHE[key] = run_reference(layer, x, hx, lengths)
+        with threads(cfg["threads"]):
+            got = run(layer, x, hx, lengths)
+        check_against_reference(layer, got, _REFERENCE_CACHE[key], lengths,
+                                f"{variant} {dtype} {isa} chunked config {i}")
+
+
 # --------------------------------------------------------------------------------------
 # Input forms, unbatched input, inputs never modified
 # --------------------------------------------------------------------------------------
@@ -309,7 +348,16 @@ def test_unbatched_input(variant, dtype, isa):
         assert_close(out[0], want[0][:, 0], layer.dtype, reduction_size(layer), "unbatched+lengths")
 
 
-def _input_forms(x, batch_first):
+def _unaligned(a):
+    """A copy of a whose data sits one byte off its dtype's alignment."""
+    raw = np.zeros(a.nbytes + 1, np.uint8)
+    out = raw[1:].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned or a.size == 0
+    return out
+
+
+def _input_forms(x):
     """(name, array-like) holding the same numbers as x in other layouts/types."""
     f = np.asfortranarray(x)
     assert not f.flags.c_contiguous
@@ -317,6 +365,8 @@ def _input_forms(x, batch_first):
     big[:, ::2, ::2] = x
     strided = big[:, ::2, ::2]
     assert not strided.flags.c_contiguous
+    readonly = x.copy()
+    readonly.flags.writeable = False
     # the same numbers stored in the other layout and viewed through a transpose
     transposed = np.ascontiguousarray(x.transpose(1, 0, 2)).transpose(1, 0, 2)
     return [
@@ -324,6 +374,8 @@ def _input_forms(x, batch_first):
         ("fortran", f),
         ("strided", strided),
         ("transposed", transposed),
+        ("read-only", readonly),
+        ("unaligned", _unaligned(x)),
         ("negative_strides", np.ascontiguousarray(x[::-1, ::-1, ::-1])[::-1, ::-1, ::-1]),
         ("float64" if x.dtype == np.float32 else "float32",
          x.astype(np.float64 if x.dtype == np.float32 else np.float32)),
@@ -336,7 +388,7 @@ def test_input_forms_and_no_mutation(variant, dtype):
     layer = make_layer(variant, SMALL, dtype)
     x, hx, lengths = make_inputs(layer, SMALL)
     base = run(layer, x, hx, lengths)
-    for name, xa in _input_forms(x, layer.batch_first):
+    for name, xa in _input_forms(x):
         want = base
         if name in ("float32", "float64"):  # the conversion rounds: same as rounding first
             want = run(layer, np.asarray(xa).astype(layer.dtype), hx, lengths)
@@ -358,17 +410,24 @@ def test_input_forms_and_no_mutation(variant, dtype):
         for a, b in zip(got, want):
             if b is not None:
                 assert np.array_equal(a, b), f"{xa.dtype} input gives a different result"
+    # a broadcast (stride-0, read-only) view against its contiguous copy
+    xb = np.broadcast_to(x[:, :1], x.shape)
+    got, want = run(layer, xb, hx, lengths), run(layer, np.ascontiguousarray(xb), hx, lengths)
+    for a, b in zip(got, want):
+        if b is not None:
+            assert np.array_equal(a, b), "broadcast input gives a different result"
     # states and lengths as lists, Fortran order and other dtypes
     if hx is not None:
         if isinstance(hx, tuple):
-            forms = [tuple(a.tolist() for a in hx), tuple(np.asfortranarray(a) for a in hx)]
+            forms = [tuple(a.tolist() for a in hx), tuple(np.asfortranarray(a) for a in hx),
+                     tuple(_unaligned(a) for a in hx)]
         else:
-            forms = [hx.tolist(), np.asfortranarray(hx)]
+            forms = [hx.tolist(), np.asfortranarray(hx), _unaligned(hx)]
         for h in forms:
             got = run(layer, x, h, lengths)
             for a, b in zip(got, base):
                 if b is not None:
-                    assert np.array_equal(a, b), "state given as list/Fortran differs"
+                    assert np.array_equal(a, b), "state as list/Fortran/unaligned differs"
     for lens in (lengths.tolist(), lengths.astype(np.int32), lengths.astype(np.uint16),
                  lengths.astype(np.float64)):
         got = run(layer, x, hx, lens)
@@ -414,6 +473,24 @@ def test_bitwise_same_for_1_and_2_threads(variant, dtype, isa):
                 if a is not None:
                     assert np.array_equal(a, b, equal_nan=True), \
                         f"H={H} B={B}: results differ between thread counts"
+
+
+def test_bitwise_same_for_more_threads_than_cores(isa):
+    """3 and 4 threads split the hidden units at other boundaries than 2 (and
+    oversubscribe a 2-core machine): still the bits of 1 thread."""
+    for variant in VARIANTS:
+        for dtype in DTYPES:
+            cfg = dict(SMALL, hidden=512, input=64, B=3, T=4, num_layers=1)
+            layer = make_layer(variant, cfg, dtype)
+            x, hx, lengths = make_inputs(layer, cfg)
+            results = []
+            for n in (1, 3, 4):
+                with threads(n):
+                    results.append(run(layer, x, hx, lengths))
+            for other in results[1:]:
+                for a, b in zip(results[0], other):
+                    if a is not None:
+                        assert np.array_equal(a, b), f"{variant} {dtype}: 3-4 threads differ"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import fastrnn
+from _util import need
 
 I, H, P, T = 5, 7, 3, 9
 
-# Every unidirectional variant: (id, constructor(num_layers, dtype, seed), lstm?)
+# Every unidirectional variant: id -> constructor(num_layers, dtype, seed)
 VARIANTS = {
     "rnn_tanh": lambda L, dt, s: fastrnn.RNN(I, H, L, dtype=dt, seed=s),
     "rnn_relu": lambda L, dt, s: fastrnn.RNN(I, H, L, nonlinearity="relu", dtype=dt, seed=s),
@@ -549,3 +550,37 @@ def test_repr_and_batch_size():
     stream = _make("gru").stream(4)
     assert stream.batch_size == 4
     assert "GRU" in repr(stream) and "batch_size=4" in repr(stream)
+
+
+def test_batch_first_layer_streams_b_i_steps():
+    """batch_first only changes the layout of whole sequences: steps are (B, I)."""
+    layer = fastrnn.GRU(I, H, 2, batch_first=True, seed=0)
+    x = _x(layer, 3).transpose(1, 0, 2).copy()  # (B, T, I)
+    out, hn = layer(x)
+    stream = layer.stream(3)
+    ys = np.stack([stream.step(x[:, t]) for t in range(T)], axis=1)
+    _assert_equal(ys, out, layer.dtype, "batch_first outputs")
+    _assert_equal(stream.state, hn, layer.dtype, "batch_first state")
+
+
+def test_out_may_be_the_input_buffer():
+    """In-place stepping (out=x when I == H_out), as a real-time loop may do."""
+    for layer in (fastrnn.LSTM(8, 8, 2, seed=0), fastrnn.GRU(8, 8, 3, seed=0)):
+        x = _x(layer, 2)
+        out, _, _ = _call(layer, x)
+        stream = layer.stream(2)
+        for t in range(T):
+            buf = x[t].copy()
+            assert stream.step(buf, out=buf) is buf
+            _assert_equal(buf, out[t], layer.dtype, f"in-place step {t}")
+
+
+def test_torch_tensors_as_steps_and_state():
+    torch = need("torch")
+    layer = _make("lstm")
+    x = _x(layer, 2)
+    s0 = _random_state(layer, 2)
+    out, _, _ = _call(layer, x, s0)
+    stream = layer.stream(2, state=tuple(torch.from_numpy(a) for a in s0))
+    ys = [stream.step(torch.from_numpy(x[t]).requires_grad_(True)) for t in range(T)]
+    _assert_equal(np.stack(ys), out, layer.dtype, "steps from torch tensors")

@@ -1,0 +1,94 @@
+"""fastrnn and PyTorch on the same networks, one case per test (pytest-benchmark).
+
+Each test checks its engine's output against the float64 NumPy reference before
+timing (outside the timed part) and asserts nothing about the time. Cases, T=100,
+I=H, one layer, float32:
+
+- whole sequence, batch 1 (latency): LSTM and GRU at H=128 and 512;
+- whole sequence, batch 64 (throughput): LSTM and GRU at H=128;
+- streaming, one step per call at batch 1: LSTM and GRU at H=128.
+
+Benchmarks are grouped per case, so ``--benchmark-group-by=group`` (the default
+here) sets fastrnn beside torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import assert_matches_reference, make_model
+
+SEQUENCE_CASES = [
+    pytest.param("LSTM", 128, 1, id="lstm-h128-b1"),
+    pytest.param("LSTM", 512, 1, id="lstm-h512-b1"),
+    pytest.param("GRU", 128, 1, id="gru-h128-b1"),
+    pytest.param("GRU", 512, 1, id="gru-h512-b1"),
+    pytest.param("LSTM", 128, 64, id="lstm-h128-b64"),
+    pytest.param("GRU", 128, 64, id="gru-h128-b64"),
+]
+STREAM_CASES = [
+    pytest.param("LSTM", 128, id="lstm-h128"),
+    pytest.param("GRU", 128, id="gru-h128"),
+]
+CHECK_STEPS = 10  # streaming: steps checked against the reference before timing
+
+
+# -- whole sequence ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell, hidden, batch", SEQUENCE_CASES)
+def test_sequence_fastrnn(benchmark, cell, hidden, batch):
+    layer, _, x = make_model(cell, hidden, batch, use_torch=False)
+    assert_matches_reference(layer(x)[0], layer, x)
+    benchmark.group = f"sequence {cell} H={hidden} B={batch} T={len(x)}"
+    benchmark(layer, x)
+
+
+@pytest.mark.parametrize("cell, hidden, batch", SEQUENCE_CASES)
+def test_sequence_torch(benchmark, torch, cell, hidden, batch):
+    layer, module, x = make_model(cell, hidden, batch, use_torch=True)
+    xt = torch.from_numpy(x)
+
+    def run():
+        with torch.inference_mode():
+            return module(xt)[0]
+
+    assert_matches_reference(run().numpy(), layer, x)
+    benchmark.group = f"sequence {cell} H={hidden} B={batch} T={len(x)}"
+    benchmark(run)
+
+
+# -- streaming: one step per call ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell, hidden", STREAM_CASES)
+def test_stream_step_fastrnn(benchmark, cell, hidden):
+    layer, _, x = make_model(cell, hidden, 1, use_torch=False)
+    stream = layer.stream(1)
+    out = np.stack([stream.step(x_t) for x_t in x[:CHECK_STEPS]])
+    assert_matches_reference(out, layer, x)
+    x_t = x[CHECK_STEPS]  # the state keeps advancing while timed; cost does not depend on it
+    benchmark.group = f"stream step {cell} H={hidden} B=1"
+    benchmark(stream.step, x_t)
+
+
+@pytest.mark.parametrize("cell, hidden", STREAM_CASES)
+def test_stream_step_torch(benchmark, torch, cell, hidden):
+    layer, module, x = make_model(cell, hidden, 1, use_torch=True)
+    cell_mod = getattr(torch.nn, cell + "Cell")(hidden, hidden).eval()
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell_mod, name).copy_(getattr(module, name + "_l0"))
+    zero = torch.zeros(1, hidden)
+    state = [(zero, zero) if cell == "LSTM" else zero]
+
+    def step(x_t):
+        with torch.inference_mode():
+            state[0] = cell_mod(x_t, state[0])
+        return state[0][0] if cell == "LSTM" else state[0]
+
+    xs = [torch.from_numpy(x_t) for x_t in x]
+    out = np.stack([step(x_t).numpy().copy() for x_t in xs[:CHECK_STEPS]])
+    assert_matches_reference(out, layer, x)
+    benchmark.group = f"stream step {cell} H={hidden} B=1"
+    benchmark(step, xs[CHECK_STEPS])

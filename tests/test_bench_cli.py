@@ -1,0 +1,105 @@
+"""``fastrnn bench`` end to end: a small run in a subprocess, its JSON, and bad flags."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fastrnn
+
+ENGINES = {"fastrnn", "fastrnn (seq)", "reference", "torch", "onnxruntime"}
+
+
+def bench(*args, cwd):
+    """Run ``python -m fastrnn bench ARGS`` against the fastrnn this test imports."""
+    home = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (home, env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "fastrnn", "bench", *map(str, args)],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=240,
+    )
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """One quick run: GRU, H=64, one thread — a batch-1, a batch-64 and a stream case."""
+    d = tmp_path_factory.mktemp("bench")
+    args = ["--quick", "--cell", "gru", "--hidden", "64", "--threads", "1",
+            "--json", d / "out.json"]
+    has_mpl = importlib.util.find_spec("matplotlib") is not None
+    if has_mpl:
+        args += ["--plot", d / "out.png"]
+    proc = bench(*args, cwd=d)
+    return proc, d, has_mpl
+
+
+def test_small_run_succeeds(small_run):
+    proc, d, has_mpl = small_run
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    out = proc.stdout
+    for text in ("Batch-1 latency", "Batch throughput", "Streaming", "GEMM peak", "Matvec",
+                 "speed-up", "Summary"):
+        assert text in out, text
+    if has_mpl:
+        assert (d / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_json_structure(small_run):
+    proc, d, _ = small_run
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((d / "out.json").read_text())
+    assert doc["schema"] == "fastrnn-bench/1"
+    assert doc["machine"]["fastrnn"]["isa"] in ("generic", "avx2", "avx512")
+    assert doc["references"]["gemm_peak"]["1"]["gflops"] > 0
+    assert doc["references"]["matvec_bandwidth"][0]["gbytes_per_s"] > 0
+    results = doc["results"]
+    sections = {r["case"]["section"] for r in results}
+    assert sections == {"latency", "throughput", "stream"}
+    for r in results:
+        assert r["engine"] in ENGINES
+        case = r["case"]
+        assert case["cell"] == "GRU" and case["hidden"] == 64 and case["threads"] == 1
+        assert r["status"] in ("ok", "skipped"), r  # every engine present passed its check
+        if r["status"] == "skipped":
+            assert doc["machine"]["engines"][r["engine"]]["available"] is False
+            continue
+        assert r["check"]["passed"] is True
+        assert r["check"]["max_error"] <= r["check"]["tolerance"]
+        assert r["repeats"] >= 2 and len(r["samples_s"]) == r["repeats"]
+        assert r["median_s"] > 0 and r["iqr_s"] >= 0
+        assert r["us_per_step"] == pytest.approx(r["median_s"] / case["seq"] * 1e6)
+        assert r["gflops"] > 0
+        if r["engine"] not in ("fastrnn", "fastrnn (seq)"):
+            assert r["speedup_of_fastrnn"] > 0
+        if case["batch"] == 1:
+            assert r["bandwidth_bound_us_per_step"] > 0 and r["time_over_bound"] > 0
+        else:
+            assert 0 < r["fraction_of_gemm_peak"]
+    fast = [r for r in results if r["engine"] == "fastrnn"]
+    assert len(fast) == 3 and all(r["status"] == "ok" for r in fast)
+
+
+@pytest.mark.parametrize("args, word", [
+    (["--hidden", "0"], "--hidden"),
+    (["--hidden", "abc"], "--hidden"),
+    (["--cell", "transformer"], "--cell"),
+    (["--threads", "-2"], "--threads"),
+    (["--engine", "tensorflow"], "--engine"),
+    (["--no-such-flag"], "no-such-flag"),
+    (["--json", "/nonexistent-dir-for-fastrnn/out.json"], "--json"),
+])
+def test_bad_flags_give_one_line(tmp_path, args, word):
+    proc = bench(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert word in lines[0]
+    assert proc.stdout == ""

@@ -1,0 +1,559 @@
+"""Runtime (SPEC §5): threads, the GIL, thread-count invariance, configuration and
+instruction-set dispatch (STYLE "Threads and the GIL", "Runtime dispatch")."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastrnn
+from _util import assert_close, need
+from fastrnn import _kernels, reference
+
+ISA_NAMES = ("generic", "avx2", "avx512")
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def run_python(args, env=None, unset=()):
+    """Run ``python *args`` importing the same fastrnn as this process (installed or
+    built in place), from a neutral directory, with env changes applied."""
+    home = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
+    full = dict(os.environ)
+    for name in ("FASTRNN_ISA", "OMP_NUM_THREADS", *unset):
+        full.pop(name, None)
+    full["PYTHONPATH"] = os.pathsep.join(p for p in (home, os.environ.get("PYTHONPATH")) if p)
+    full.update(env or {})
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=full,
+                          cwd=home, timeout=300)
+
+
+def run_code(code, env=None):
+    return run_python(["-c", code], env=env)
+
+
+def last_json(proc):
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _set_isa(name):
+    _kernels._set_isa(ISA_NAMES.index(name))
+
+
+def _layers_for_invariance():
+    """Work well above the engine's one-thread cut-off (64k multiply-adds a step)."""
+    return [
+        fastrnn.LSTM(40, 150, 2, proj_size=70, bidirectional=True, seed=1),
+        fastrnn.GRU(40, 150, 2, seed=2),
+        fastrnn.GRU(40, 150, linear_before_reset=False, dtype="float64", seed=3),
+        fastrnn.RNN(40, 257, 2, nonlinearity="relu", seed=4),
+        fastrnn.LSTM(40, 130, peephole=True, seed=5),
+    ]
+
+
+def _run_layer(layer, x, **kw):
+    out, state = layer(x, **kw)
+    return (out, *state) if isinstance(state, tuple) else (out, state)
+
+
+def _run_stream(layer, x):
+    stream = layer.stream(x.shape[1])
+    ys = np.stack([stream.step(x[t]) for t in range(x.shape[0])])
+    st = stream.state
+    return (ys, *st) if isinstance(st, tuple) else (ys, st)
+
+
+@pytest.fixture
+def restore_threads():
+    before = fastrnn.get_num_threads()
+    yield before
+    fastrnn.set_num_threads(before)
+
+
+# -- set_num_threads / get_num_threads --------------------------------------------------
+
+
+def test_set_and_get_num_threads(restore_threads):
+    for n in (1, 2, 3, np.int64(2), np.uint8(1)):
+        fastrnn.set_num_threads(n)
+        assert fastrnn.get_num_threads() == int(n)
+        assert type(fastrnn.get_num_threads()) is int
+        assert fastrnn.config()["num_threads"] == int(n)
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (0, ValueError, "n is 0; the number of threads must be >= 1"),
+    (-3, ValueError, "n is -3"),
+    (True, TypeError, "n must be an integer"),
+    (False, TypeError, "n must be an integer"),
+    (1.0, TypeError, "n must be an integer.*float"),
+    (2.5, TypeError, "n must be an integer"),
+    ("2", TypeError, "n must be an integer"),
+    (None, TypeError, "n must be an integer"),
+    (np.array([2]), TypeError, "n must be an integer"),
+])
+def test_set_num_threads_refuses(bad, exc, match, restore_threads):
+    fastrnn.set_num_threads(2)
+    with pytest.raises(exc, match=match):
+        fastrnn.set_num_threads(bad)
+    assert fastrnn.get_num_threads() == 2, "a refused call changed the setting"
+
+
+def test_set_num_threads_too_large_is_a_value_error(restore_threads):
+    with pytest.raises(ValueError, match="n is 2147483648"):
+        fastrnn.set_num_threads(2**31)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "C engine bug: a parallel region asks OpenMP for exactly n threads, so "
+    "set_num_threads(100000) crashes the next big enough call (SIGSEGV in libgomp's team "
+    "start; ~50000 gives 'libgomp: Thread creation failed' and exit 1). The engine should "
+    "bound its team, e.g. by omp_get_num_procs() or its number of work blocks."))
+def test_huge_thread_count_does_not_crash():
+    proc = run_code(
+        "import numpy as np, fastrnn\n"
+        "fastrnn.set_num_threads(100000)\n"
+        "layer = fastrnn.GRU(4, 300, seed=0)\n"
+        "out, h = layer(np.ones((2, 1, 4)))\n"
+        "print('ok', bool(np.isfinite(out).all()))\n"
+    )
+    assert proc.returncode == 0 and "ok True" in proc.stdout, (proc.returncode, proc.stderr[-300:])
+
+
+def test_omp_num_threads_respected():
+    code = "import fastrnn, json; print(json.dumps([fastrnn.get_num_threads(), fastrnn.config()]))"
+    n, cfg = last_json(run_code(code, env={"OMP_NUM_THREADS": "1"}))
+    assert n == 1 and cfg["num_threads"] == 1
+    n, _ = last_json(run_code(code, env={"OMP_NUM_THREADS": "3"}))
+    assert n == 3
+
+
+def test_setting_is_per_calling_thread(restore_threads):
+    """As set_num_threads documents: the setting belongs to the calling thread."""
+    assert "calling thread" in " ".join(fastrnn.set_num_threads.__doc__.split())
+    fastrnn.set_num_threads(1)
+    seen = {}
+    layer = fastrnn.GRU(40, 150, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 4, 40)).astype(np.float32)
+    expected = layer(x)[0]
+
+    def worker():
+        fastrnn.set_num_threads(3)
+        seen["worker"] = fastrnn.get_num_threads()
+        seen["out"] = layer(x)[0]
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["worker"] == 3
+    assert fastrnn.get_num_threads() == 1, "setting it in a worker changed the main thread"
+    assert np.array_equal(seen["out"], expected)
+
+
+def test_new_threads_start_from_the_process_default():
+    """A new thread sees OMP_NUM_THREADS (the process default), not what the thread
+    that started it set; setting it there works there."""
+    code = r"""
+import json, threading, fastrnn, numpy as np
+fastrnn.set_num_threads(1)
+seen = {}
+layer = fastrnn.LSTM(40, 150, seed=0)
+x = np.ones((4, 3, 40), np.float32)
+def worker(tag, n):
+    seen[tag + "_new"] = fastrnn.get_num_threads()
+    if n:
+        fastrnn.set_num_threads(n)
+    seen[tag + "_set"] = fastrnn.get_num_threads()
+    seen[tag + "_ok"] = bool(np.array_equal(layer(x)[0], ref))
+ref = layer(x)[0]
+for tag, n in (("a", 2), ("b", 0)):
+    t = threading.Thread(target=worker, args=(tag, n)); t.start(); t.join()
+seen["main"] = fastrnn.get_num_threads()
+print(json.dumps(seen))
+"""
+    seen = last_json(run_code(code, env={"OMP_NUM_THREADS": "3"}))
+    assert seen == {"a_new": 3, "a_set": 2, "a_ok": True,
+                    "b_new": 3, "b_set": 3, "b_ok": True, "main": 1}
+
+
+# -- threadpoolctl --------------------------------------------------------------------------
+
+
+def _openmp_entries(info):
+    return [e for e in info if e["user_api"] == "openmp"]
+
+
+def test_threadpoolctl_lists_fastrnns_openmp():
+    threadpoolctl = need("threadpoolctl")
+    if not fastrnn.config()["openmp"]:
+        pytest.skip("this build has no OpenMP")
+    entries = _openmp_entries(threadpoolctl.threadpool_info())
+    assert any(e["prefix"] in ("libgomp", "libomp", "libiomp") for e in entries), entries
+    # The entry is the library fastrnn's extension brings in: absent before importing
+    # fastrnn (numpy and threadpoolctl loaded), present after.
+    code = r"""
+import json, numpy, threadpoolctl
+before = {e["filepath"] for e in threadpoolctl.threadpool_info() if e["user_api"] == "openmp"}
+import fastrnn
+after = [e for e in threadpoolctl.threadpool_info() if e["user_api"] == "openmp"
+         and e["filepath"] not in before]
+print(json.dumps([[e["prefix"], e["num_threads"]] for e in after]))
+"""
+    new = last_json(run_code(code, env={"OMP_NUM_THREADS": "2"}))
+    assert len(new) == 1, f"importing fastrnn added {new}"
+    prefix, n = new[0]
+    assert prefix in ("libgomp", "libomp", "libiomp") and n == 2
+
+
+def test_threadpoolctl_sees_and_limits(restore_threads):
+    threadpoolctl = need("threadpoolctl")
+    if not fastrnn.config()["openmp"]:
+        pytest.skip("this build has no OpenMP")
+    fastrnn.set_num_threads(2)
+    entries = _openmp_entries(threadpoolctl.threadpool_info())
+    assert any(e["num_threads"] == 2 for e in entries), entries
+    layer = fastrnn.LSTM(40, 150, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 4, 40)).astype(np.float32)
+    expected = layer(x)[0]
+    with threadpoolctl.threadpool_limits(1):
+        assert fastrnn.get_num_threads() == 1
+        assert np.array_equal(layer(x)[0], expected)
+    assert fastrnn.get_num_threads() == 2, "threadpool_limits did not restore the setting"
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert fastrnn.get_num_threads() == 1
+    assert fastrnn.get_num_threads() == 2
+
+
+# -- many Python threads, one layer ----------------------------------------------------------
+
+
+def _in_threads(fn, n=4):
+    """Run fn(i) in n threads released together by a barrier; re-raise any failure."""
+    barrier = threading.Barrier(n)
+    errors, results = [], [None] * n
+
+    def worker(i):
+        try:
+            barrier.wait(timeout=60)
+            results[i] = fn(i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append((i, exc))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+    assert not any(t.is_alive() for t in threads), "a worker thread hung"
+    if errors:
+        raise errors[0][1]
+    return results
+
+
+@pytest.mark.parametrize("omp_threads", [1, 2])
+def test_one_layer_from_four_threads(omp_threads):
+    """One layer (its plan built lazily, under the race) called from 4 Python threads
+    at once, each with its own inputs: every result equals the single-threaded one."""
+    rng = np.random.default_rng(0)
+    layer = fastrnn.LSTM(16, 96, 2, proj_size=40, seed=7)
+    twin = fastrnn.LSTM(16, 96, 2, proj_size=40, seed=7)  # same weights, no plan yet
+    cases = []
+    for i in range(4):
+        x = rng.standard_normal((12, 3, 16)).astype(np.float32)
+        h0 = rng.standard_normal((2, 3, 40)).astype(np.float32)
+        c0 = rng.standard_normal((2, 3, 96)).astype(np.float32)
+        lengths = [12, 5, 9] if i % 2 else None
+        cases.append((x, (h0, c0), lengths))
+    expected = [_run_layer(layer, x, hx=hc, lengths=ln) for x, hc, ln in cases]
+
+    def work(i):
+        fastrnn.set_num_threads(omp_threads)
+        x, hc, ln = cases[i]
+        bad = 0
+        for _ in range(25):
+            got = _run_layer(twin, x, hx=hc, lengths=ln)
+            bad += not all(np.array_equal(g, e) for g, e in zip(got, expected[i]))
+        return bad
+
+    assert _in_threads(work) == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("omp_threads", [1, 2])
+def test_a_stream_per_thread(omp_threads):
+    """Four streams of one layer stepped from four Python threads at once."""
+    rng = np.random.default_rng(1)
+    layer = fastrnn.GRU(16, 120, 2, seed=8)
+    xs = [rng.standard_normal((15, 2, 16)).astype(np.float32) for _ in range(4)]
+    expected = [_run_layer(layer, x) for x in xs]
+
+    def work(i):
+        fastrnn.set_num_threads(omp_threads)
+        stream = layer.stream(2)
+        bad = 0
+        for _ in range(8):
+            stream.reset()
+            ys = np.stack([stream.step(xs[i][t]) for t in range(15)])
+            bad += not (np.array_equal(ys, expected[i][0])
+                        and np.array_equal(stream.state, expected[i][1]))
+        return bad
+
+    assert _in_threads(work) == [0, 0, 0, 0]
+
+
+# -- the GIL is released --------------------------------------------------------------------
+
+
+def _progress_during(call):
+    """How many time stamps a pure-Python counter thread records in the middle half
+    of `call` (none if `call` holds the GIL throughout), and the call's duration."""
+    stamps, stop = [], threading.Event()
+
+    def counter():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            if n % 64 == 0:
+                stamps.append(time.perf_counter())
+
+    th = threading.Thread(target=counter, daemon=True)
+    th.start()
+    while not stamps:
+        time.sleep(0.001)
+    t0 = time.perf_counter()
+    call()
+    t1 = time.perf_counter()
+    stop.set()
+    th.join()
+    d = t1 - t0
+    return sum(t0 + d / 4 < s < t1 - d / 4 for s in stamps), d
+
+
+def _gil_enabled():
+    return getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+def _assert_releases_gil(make_call, what):
+    if not _gil_enabled():
+        pytest.skip("free-threaded Python: there is no GIL to release")
+    # The probe itself: a long C call that holds the GIL shows no progress.
+    held, d_held = _progress_during(lambda: sum(range(4_000_000)))
+    assert held == 0, f"probe broken: {held} stamps during a GIL-holding call of {d_held:.3f}s"
+    for scale in (1, 2, 4, 8):
+        call = make_call(scale)
+        call()  # warm up: plan and workspace
+        progress, d = _progress_during(call)
+        if d >= 0.04:
+            break
+    assert d >= 0.04, f"could not make {what} last 40 ms (took {d:.3f}s)"
+    assert progress >= 3, (
+        f"a Python thread made no progress during {d * 1000:.0f} ms of {what}: "
+        "the GIL is not released"
+    )
+
+
+def test_gil_released_during_layer_call(restore_threads):
+    fastrnn.set_num_threads(1)  # leave the other core to the counter thread
+
+    def make(scale):
+        layer = fastrnn.LSTM(64, 1024, seed=0)
+        x = np.random.default_rng(0).standard_normal((200 * scale, 1, 64)).astype(np.float32)
+        return lambda: layer(x)
+
+    _assert_releases_gil(make, "an LSTM(H=1024, T=200) call")
+
+
+def test_gil_released_during_stream_step(restore_threads):
+    fastrnn.set_num_threads(1)
+
+    def make(scale):
+        layer = fastrnn.GRU(1024, 1024, seed=0)
+        stream = layer.stream(256 * scale)
+        x = np.ones((256 * scale, 1024), np.float32)
+        return lambda: stream.step(x)
+
+    _assert_releases_gil(make, "one stream step (GRU H=1024, B=256)")
+
+
+# -- results do not depend on the thread count ---------------------------------------------
+
+
+def test_bitwise_identical_for_any_thread_count(isa, restore_threads):
+    rng = np.random.default_rng(3)
+    for layer in _layers_for_invariance():
+        x = rng.standard_normal((7, 5, 40)).astype(layer.dtype)
+        lengths = [7, 3, 6, 1, 7]
+        results = {}
+        for n in (1, 2, 3):
+            fastrnn.set_num_threads(n)
+            results[n] = (_run_layer(layer, x), _run_layer(layer, x, lengths=lengths))
+        for n in (2, 3):
+            for a, b in zip(results[1], results[n]):
+                for u, v in zip(a, b):
+                    assert np.array_equal(u, v), f"{layer!r}: {n} threads differ from 1"
+
+
+def test_stream_bitwise_identical_for_any_thread_count(isa, restore_threads):
+    rng = np.random.default_rng(4)
+    for layer in _layers_for_invariance():
+        if layer.bidirectional:
+            continue
+        x = rng.standard_normal((6, 5, 40)).astype(layer.dtype)
+        runs = {}
+        for n in (1, 2, 3):
+            fastrnn.set_num_threads(n)
+            runs[n] = _run_stream(layer, x)
+        for n in (2, 3):
+            for u, v in zip(runs[1], runs[n]):
+                assert np.array_equal(u, v), f"{layer!r} stream: {n} threads differ from 1"
+
+
+# -- config ------------------------------------------------------------------------------------
+
+
+def test_config_values():
+    cfg = fastrnn.config()
+    assert {"version", "compiler", "openmp", "isa", "isa_available"} <= set(cfg)
+    assert cfg["version"] == fastrnn.__version__ and isinstance(cfg["version"], str)
+    assert isinstance(cfg["compiler"], str) and cfg["compiler"].strip()
+    assert isinstance(cfg["openmp"], bool)
+    avail = cfg["isa_available"]
+    assert isinstance(avail, list) and avail and set(avail) <= set(ISA_NAMES)
+    assert avail == [n for n in ISA_NAMES if n in avail], "isa_available out of order"
+    assert "generic" in avail
+    assert cfg["isa"] in avail
+    if not os.environ.get("FASTRNN_ISA"):
+        assert cfg["isa"] == avail[-1], "by default the best ISA should be chosen"
+    json.dumps(cfg)  # plain values
+
+
+def test_config_follows_the_private_isa_switch(isa):
+    assert fastrnn.config()["isa"] == isa
+
+
+def test_show_config(capsys):
+    fastrnn.show_config()
+    text = capsys.readouterr().out
+    cfg = fastrnn.config()
+    for key in ("version", "compiler", "openmp", "isa", "isa_available"):
+        assert key in text, f"show_config() does not print {key}"
+    assert cfg["version"] in text and cfg["compiler"] in text
+    for name in cfg["isa_available"]:
+        assert name in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("isa:"))
+    assert line.split()[-1] == cfg["isa"]
+
+
+def test_info_command():
+    proc = run_python(["-m", "fastrnn", "info"])
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    cfg = fastrnn.config()
+    for key in ("version", "compiler", "openmp", "isa", "isa_available"):
+        assert key in proc.stdout
+    assert cfg["version"] in proc.stdout and cfg["compiler"] in proc.stdout
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("isa:"))
+    assert line.split()[-1] == cfg["isa_available"][-1]  # no FASTRNN_ISA: the best
+
+
+# -- FASTRNN_ISA --------------------------------------------------------------------------------
+
+_ISA_RUN = r"""
+import json, sys, numpy as np, fastrnn
+layer = fastrnn.LSTM(9, 33, 2, proj_size=17, seed=11)
+x = np.random.default_rng(5).standard_normal((6, 3, 9)).astype(np.float32)
+out, (h, c) = layer(x)
+np.save(sys.argv[1], out)
+print(json.dumps(fastrnn.config()))
+"""
+
+
+@pytest.mark.parametrize("name", ISA_NAMES)
+def test_fastrnn_isa_lowers_the_choice(name, tmp_path):
+    if name not in fastrnn.config()["isa_available"]:
+        pytest.skip(f"{name} is not available on this CPU / in this build")
+    path = tmp_path / "out.npy"
+    cfg = last_json(run_python(["-c", _ISA_RUN, str(path)], env={"FASTRNN_ISA": name}))
+    assert cfg["isa"] == name
+    assert cfg["isa_available"] == fastrnn.config()["isa_available"]
+    got = np.load(path)
+    # Correct: against the float64 reference, and bitwise what this process's
+    # path of the same name gives.
+    layer = fastrnn.LSTM(9, 33, 2, proj_size=17, seed=11)
+    x = np.random.default_rng(5).standard_normal((6, 3, 9)).astype(np.float32)
+    expected, _ = reference.forward(layer, x)
+    assert_close(got, expected, np.float32, 33)
+    before = _kernels.get_isa()
+    try:
+        _set_isa(name)
+        assert np.array_equal(got, layer(x)[0])
+    finally:
+        _kernels._set_isa(before)
+
+
+def test_fastrnn_isa_unset_or_empty_gives_the_best(tmp_path):
+    best = fastrnn.config()["isa_available"][-1]
+    for env in ({}, {"FASTRNN_ISA": ""}):
+        cfg = last_json(run_python(["-c", _ISA_RUN, str(tmp_path / "o.npy")], env=env))
+        assert cfg["isa"] == best
+
+
+def _assert_clear_import_error(proc, *needles):
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    for needle in needles:
+        assert needle in last, f"{needle!r} not in the error: {last}"
+    return last
+
+
+@pytest.mark.parametrize("value", ["bogus", "sse2", "avx-512", "1"])
+def test_fastrnn_isa_unknown_fails_at_import(value):
+    proc = run_code("import fastrnn", env={"FASTRNN_ISA": value})
+    _assert_clear_import_error(proc, "FASTRNN_ISA", repr(value), "generic", "avx2", "avx512")
+
+
+def test_fastrnn_isa_unknown_fails_for_the_command():
+    proc = run_python(["-m", "fastrnn", "info"], env={"FASTRNN_ISA": "bogus"})
+    _assert_clear_import_error(proc, "FASTRNN_ISA", "generic, avx2, avx512")
+    assert proc.stdout == ""
+
+
+def test_fastrnn_isa_above_the_cpu_fails_at_import():
+    avail = fastrnn.config()["isa_available"]
+    above = [n for n in ISA_NAMES if n not in avail]
+    if not above:
+        pytest.skip("this CPU and build have every ISA fastrnn knows; none above it to refuse "
+                    "(the refusal logic is covered by test_isa_refusal_logic)")
+    proc = run_code("import fastrnn", env={"FASTRNN_ISA": above[-1]})
+    _assert_clear_import_error(proc, "FASTRNN_ISA", above[-1], "not supported",
+                               ", ".join(avail))
+
+
+def test_isa_refusal_logic(monkeypatch):
+    """_apply_env_isa on a pretend CPU that stops at avx2 (any machine can run this)."""
+    from fastrnn import _config
+
+    monkeypatch.setattr(_config, "_available_isas", lambda: ["generic", "avx2"])
+    before = _kernels.get_isa()
+    try:
+        monkeypatch.setenv("FASTRNN_ISA", "avx512")
+        with pytest.raises(ValueError, match=r"FASTRNN_ISA='avx512' is not supported.*"
+                                             r"available here: generic, avx2"):
+            _config._apply_env_isa()
+        assert _kernels.get_isa() == before, "a refused FASTRNN_ISA changed the ISA"
+        monkeypatch.setenv("FASTRNN_ISA", "nope")
+        with pytest.raises(ValueError, match="use one of generic, avx2, avx512"):
+            _config._apply_env_isa()
+        monkeypatch.setenv("FASTRNN_ISA", "generic")
+        _config._apply_env_isa()
+        assert fastrnn.config()["isa"] == "generic"
+    finally:
+        _kernels._set_isa(before)
