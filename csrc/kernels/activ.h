@@ -107,7 +107,8 @@ static inline VT FN(vexpm1)(VT x)
     return V(fma)(t, q, V(sub)(t, V(set1)((FRN_T)1)));
 }
 
-/* tanh(a) = e / (e + 2) with e = expm1(2a), a = |x|, and the sign of x copied back:
+/* tanh(a) = e / (e + 2) = 1 - 2 / (e + 2) with e = expm1(2a), a = |x|, and the sign
+   of x copied back:
    exactly odd, tanh(-0) = -0. Past the point where tanh rounds to 1 (a >= 9.1 for
    float, 19.1 for double) the result is 1 exactly; 2a is clamped there too. */
 static inline VT FN(vtanh)(VT x)
@@ -121,7 +122,10 @@ static inline VT FN(vtanh)(VT x)
     VT a = V(abs)(x);
     VT a2 = V(min)(V(add)(sat, sat), V(add)(a, a));
     VT e = FN(vexpm1)(a2);
-    VT t = V(min)(one, V(mul)(e, V(recip)(V(add)(e, V(set1)((FRN_T)2)))));
+    VT r = V(recip)(V(add)(e, V(set1)((FRN_T)2)));
+    /* e/(e+2) where it is small; 1 - 2/(e+2) where it is near 1, so the
+       reciprocal's last-bit error cannot push it past 1 or out of order */
+    VT t = V(select_lt)(a, V(set1)((FRN_T)0.55), V(mul)(e, r), V(fnma)(V(set1)((FRN_T)2), r, one));
     return V(copysign)(V(select_lt)(sat, a, one, t), x); /* NaN a keeps t */
 }
 
