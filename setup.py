@@ -50,7 +50,7 @@ sources = [
     "csrc/dispatch.c",
     "csrc/layers/pack.c",
     "csrc/isa/step_generic.c",
-]
+] + sorted(str(p) for p in Path("csrc/models").glob("*.c"))
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 if X86:
     sources += ["csrc/isa/step_avx2.c", "csrc/isa/step_avx512.c"]
@@ -70,6 +70,7 @@ ext = Extension(
     "fastrnn._kernels",
     sources=sources,
     include_dirs=["csrc", np.get_include()],
+    depends=sorted(str(p) for p in Path("csrc").rglob("*.h")) + ["fastrnn/_models.pxi"],
     define_macros=macros,
     extra_compile_args=cflags,
     extra_link_args=ldflags,

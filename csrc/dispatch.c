@@ -70,10 +70,28 @@ const char *frn_isa_name(int isa)
     }
 }
 
+/* Threads a call may use: at least 1, at most the processors OpenMP can run on.
+   More would only oversubscribe the cores (results do not depend on the count),
+   and an absurd request (set_num_threads(100000), or the same through
+   OMP_NUM_THREADS or threadpoolctl) would make the OpenMP runtime fail to start
+   its threads. */
+static int frn_threads(int n)
+{
+    int procs = omp_get_num_procs();
+    if (n > procs) n = procs;
+    return n < 1 ? 1 : n;
+}
+
 int frn_forward(const frn_plan *plan, const frn_seq *seq, int n_threads)
 {
-    if (n_threads < 1) n_threads = 1;
+    n_threads = frn_threads(n_threads);
     return frn_table(plan->isa)->forward(plan, seq, n_threads);
+}
+
+int frn_linear_apply(const frn_linear *lin, int M, const void *x, void *y, int n_threads)
+{
+    if (M <= 0) return FRN_OK;
+    return frn_table(lin->isa)->linear_apply(lin, M, x, y, frn_threads(n_threads));
 }
 
 int frn_activation(int isa, int dtype, int kind, const void *x, void *y, size_t n)
@@ -86,7 +104,7 @@ int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const 
                   const void *bias, void *c, int n_threads)
 {
     if (isa > frn_cpu_isa() || !frn_isa_compiled(isa)) return FRN_EISA;
-    return frn_table(isa)->gemm_test(dtype, M, N, K, a, b_t, bias, c, n_threads < 1 ? 1 : n_threads);
+    return frn_table(isa)->gemm_test(dtype, M, N, K, a, b_t, bias, c, frn_threads(n_threads));
 }
 
 /* ---- per-thread workspace ----
@@ -197,7 +215,7 @@ nomem:
 
 int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads)
 {
-    if (n_threads < 1) n_threads = 1;
+    n_threads = frn_threads(n_threads);
     return frn_table(s->p->isa)->stream_step(s, x, out, n_threads);
 }
 
@@ -226,6 +244,28 @@ int frn_stream_state(frn_stream *s, void *h, void *c, int set)
                 else
                     memcpy(cu, crow, (size_t)H * es);
             }
+        }
+    }
+    return FRN_OK;
+}
+
+/* Reorder the carried state's rows: row b takes row idx[b] (beam search keeps
+   the parents' states). idx has B entries, each in [0, B), checked by the caller. */
+int frn_stream_reorder(frn_stream *s, const int32_t *idx)
+{
+    const frn_plan *p = s->p;
+    const int L = p->d.num_layers, B = s->B;
+    const size_t row = (size_t)p->ldh * p->esz;
+    for (int l = 0; l < L; l++) {
+        char *h = (char *)s->h[2 * l + s->cur[l]];
+        char *tmp = (char *)s->h[2 * l + (s->cur[l] ^ 1)]; /* the other buffer is free */
+        for (int b = 0; b < B; b++) memcpy(tmp + b * row, h + (size_t)idx[b] * row, row);
+        s->cur[l] ^= 1;
+        if (p->d.cell == FRN_LSTM) {
+            char *c = (char *)s->c[l];
+            char *ctmp = (char *)s->m; /* scratch of the same row size */
+            for (int b = 0; b < B; b++) memcpy(ctmp + b * row, c + (size_t)idx[b] * row, row);
+            memcpy(c, ctmp, (size_t)B * row);
         }
     }
     return FRN_OK;

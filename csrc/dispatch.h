@@ -9,6 +9,7 @@ typedef struct {
     int (*activation)(int dtype, int kind, const void *x, void *y, size_t n);
     int (*gemm_test)(int dtype, int M, int N, int K, const void *a, const void *b_t,
                      const void *bias, void *c, int n_threads);
+    int (*linear_apply)(const frn_linear *lin, int M, const void *x, void *y, int n_threads);
 } frn_kernels;
 
 extern const frn_kernels frn_kernels_generic;

@@ -107,6 +107,17 @@ int frn_stream_create(const frn_plan *plan, int B, frn_stream **out);
 void frn_stream_free(frn_stream *s);
 int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads);
 int frn_stream_state(frn_stream *s, void *h, void *c, int set);
+/* Row b of the carried state becomes row idx[b] (each in [0, B)): beam search. */
+int frn_stream_reorder(frn_stream *s, const int32_t *idx);
+
+/*
+ * Dense layers: y (M, N) = x (M, K) W^T + b with W (N, K) packed once into the same
+ * panels and micro-kernels as the recurrent layers (output heads, decoders).
+ */
+typedef struct frn_linear frn_linear;
+int frn_linear_create(int dtype, int N, int K, const void *w, const void *bias, frn_linear **out);
+void frn_linear_free(frn_linear *lin);
+int frn_linear_apply(const frn_linear *lin, int M, const void *x, void *y, int n_threads);
 
 /* Test hooks: the activations and one GEMM through the micro-kernels of an ISA. */
 int frn_activation(int isa, int dtype, int kind, const void *x, void *y, size_t n);

@@ -6,7 +6,7 @@ checked every shape, dtype and index and made every array C-contiguous of the
 plan's dtype. Each function makes one C call with the GIL released.
 """
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 
 cimport numpy as cnp
@@ -78,6 +78,12 @@ cdef extern from "fastrnn.h" nogil:
     void frn_stream_free(frn_stream *s)
     int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads)
     int frn_stream_state(frn_stream *s, void *h, void *c, int set)
+    int frn_stream_reorder(frn_stream *s, const int32_t *idx)
+    ctypedef struct frn_linear:
+        pass
+    int frn_linear_create(int dtype, int N, int K, const void *w, const void *bias, frn_linear **out)
+    void frn_linear_free(frn_linear *lin)
+    int frn_linear_apply(const frn_linear *lin, int M, const void *x, void *y, int n_threads)
     int frn_activation(int isa, int dtype, int kind, const void *x, void *y, size_t n)
     int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const void *b_t,
                       const void *bias, void *c, int n_threads)
@@ -214,6 +220,44 @@ cdef class Stream:
     def set_state(self, h, c):
         frn_stream_state(self.ptr, _ptr(h), _ptr(c), 1)
 
+    def reorder(self, idx):
+        """Row b of the state becomes row idx[b]; idx int32 (B,), each in [0, B)."""
+        frn_stream_reorder(self.ptr, <const int32_t *>_ptr(idx))
+
+
+cdef class Linear:
+    """A dense layer y = x W^T + b packed for the micro-kernels (C frn_linear)."""
+
+    cdef frn_linear *ptr
+    cdef readonly int isa
+
+    def __cinit__(self, w, bias):
+        # w (N, K) and bias (N,) or None: C-contiguous, float32 or float64 alike
+        cdef int rc
+        cdef int dt = FRN_F64 if w.dtype.itemsize == 8 else FRN_F32
+        cdef int N = w.shape[0], K = w.shape[1]
+        cdef const void *pw = _ptr(w)
+        cdef const void *pb = _ptr(bias)
+        with nogil:
+            rc = frn_linear_create(dt, N, K, pw, pb, &self.ptr)
+        _check(rc)
+        self.isa = frn_get_isa()
+
+    def __dealloc__(self):
+        if self.ptr != NULL:
+            frn_linear_free(self.ptr)
+            self.ptr = NULL
+
+    def apply(self, x, y, int n_threads):
+        """y (M, N) = x (M, K) W^T + b; both C-contiguous of the weights' dtype."""
+        cdef int M = x.shape[0]
+        cdef const void *px = _ptr(x)
+        cdef void *py = _ptr(y)
+        cdef int rc
+        with nogil:
+            rc = frn_linear_apply(self.ptr, M, px, py, n_threads)
+        _check(rc)
+
 
 def cpu_isa():
     """Best ISA this CPU and this build support (0 generic, 1 avx2, 2 avx512)."""
@@ -277,3 +321,5 @@ def set_max_threads(int n):
 
 def compiler():
     return frn_compiler().decode()
+
+include "_models.pxi"

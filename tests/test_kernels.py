@@ -587,21 +587,8 @@ def assert_same_nonfinite(actual, expected, dtype, k, what):
     assert_close(actual[fin], expected[fin], dtype, k, what)
 
 
-# float32 on the AVX2/AVX-512 paths: exp(x) for x >= 88.73 overflows to +inf inside
-# tanh/sigmoid (the clamp FRN_EXP_HI is 88.8f, above log(FLT_MAX) = 88.72) and the
-# Newton-refined reciprocal turns 1/inf into NaN (rcp(inf) = 0, 0 * (1 - inf*0)).
-# tanh(|x| >= 44.4) and sigmoid(x <= -88.8) are NaN instead of ±1 / 0. The generic
-# path divides exactly and gets 0 = 1/inf.
-AVX_F32_SATURATION_BUG = (
-    "float32 AVX2/AVX-512 tanh(|x|>=44.4), sigmoid(x<=-88.8) give NaN: vexp clamps at "
-    "88.8f > log(FLT_MAX) so exp overflows to inf, and vf_recip's Newton step maps "
-    "1/inf to NaN (csrc/kernels/activ.h FRN_EXP_HI, csrc/simd/vec_avx*.h vf_recip)"
-)
-
-
 def _saturation_params(variants=("rnn_tanh",)):
-    """(variant, isa, dtype) with the bug above as a strict xfail where it bites
-    (every variant using tanh or sigmoid, i.e. all but the relu RNN)."""
+    """(variant, isa, dtype) for every available ISA."""
     params = []
     for variant in variants:
         for name in ISA_INDEX:
@@ -609,8 +596,6 @@ def _saturation_params(variants=("rnn_tanh",)):
                 marks = []
                 if name not in fastrnn.config()["isa_available"]:
                     marks.append(pytest.mark.skip(reason=f"{name} not available"))
-                elif dtype == "float32" and name != "generic" and variant != "rnn_relu":
-                    marks.append(pytest.mark.xfail(strict=True, reason=AVX_F32_SATURATION_BUG))
                 params.append(pytest.param(variant, name, dtype, marks=marks,
                                            id=f"{variant}-{name}-{dtype}"))
     return params

@@ -75,9 +75,17 @@ static int FRN_KT(gemm_test, any)(int dtype, int M, int N, int K, const void *a,
                                         (float *)c, nt);
 }
 
+static int FRN_KT(linear_apply, any)(const frn_linear *l, int M, const void *x, void *y, int nt)
+{
+    return l->dtype == FRN_F64
+               ? FRN_KT(linear_apply, f64)(l, M, (const double *)x, (double *)y, nt)
+               : FRN_KT(linear_apply, f32)(l, M, (const float *)x, (float *)y, nt);
+}
+
 const frn_kernels FRN_CAT3(frn, kernels, FRN_ISA_SUFFIX) = {
     FRN_KT(forward, any),
     FRN_KT(stream_step, any),
     FRN_KT(activation, any),
     FRN_KT(gemm_test, any),
+    FRN_KT(linear_apply, any),
 };

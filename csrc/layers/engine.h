@@ -74,29 +74,41 @@ static inline void FN(epilogue)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hn
     }
 }
 
-/* Thread tid's share of a phase. */
+/*
+ * Thread tid's share of a phase. `rev` walks the share backwards: the time loop
+ * alternates direction every step, so the panels a thread touched last in one
+ * step are the first it needs in the next, while they are still in its L2 (or
+ * L1). With LRU-like caches a fixed sweep over weights larger than the cache
+ * misses on every line; the alternating sweep keeps about a cache's worth of them
+ * resident: measured at batch 1, GRU H=512 (3 MB of W_hh, 2 MB L2), 100 -> 58 us
+ * per step. The order of tiles never changes what each element computes.
+ */
 static void FN(run_phase)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s, int tid,
-                          int nt)
+                          int nt, int rev)
 {
     if (ph->rows <= 0) return;
     const int mrmax = ph->nv == 3 ? FRN_MR_MAX3 : FRN_MR_MAX4;
     const int nrt = (ph->rows + mrmax - 1) / mrmax;
     const long items = (long)ph->np * nrt;
-    const long i1 = items * (tid + 1) / nt;
+    const long i0 = items * tid / nt, i1 = items * (tid + 1) / nt;
     FRN_T acc[FRN_MR_MAX3 * 4 * VL * 4] __attribute__((aligned(64)));
-    for (long i = items * tid / nt; i < i1;) {
+    /* A single row reads each panel once: group panels so a tile has enough
+       independent FMA chains (4 panels: 16 accumulators). When the share fits in
+       about twice the L1, groups of 2 let the alternating sweep find half of it in
+       L1: LSTM H=64 at batch 1, 0.49 -> 0.36 us per step for W_hh. */
+    const int single = nrt == 1 && ph->rows == 1;
+    const int gmax = (double)(i1 - i0) * ph->bs * sizeof(FRN_T) <= 96.0 * 1024 ? 2 : 4;
+    for (long done = 0; done < i1 - i0;) {
+        const long left = i1 - i0 - done;
+        const int npg = single ? (left < gmax ? (int)left : gmax) : 1;
+        const long i = rev ? i1 - done - npg : i0 + done;
         const int p = (int)(i / nrt), rt = (int)(i % nrt);
         const int r0 = rt * mrmax;
         const int mr = ph->rows - r0 < mrmax ? ph->rows - r0 : mrmax;
-        int npg = 1;
-        if (nrt == 1) { /* one row tile: consecutive items are consecutive panels */
-            npg = i1 - i < 4 ? (int)(i1 - i) : 4;
-            if (mr > 1) npg = 1;
-        }
         FN(tile)(ph->nv, mr, npg, ph->K, ph->a + (ptrdiff_t)r0 * ph->lda, ph->lda,
                  ph->b + (ptrdiff_t)p * ph->bs, ph->bs, acc);
         FN(epilogue)(ph, C, hnext, s, r0, mr, p, npg, acc);
-        i += npg;
+        done += npg;
     }
 }
 
@@ -129,7 +141,7 @@ static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, int tid, int nt
     switch (P->d.cell) {
     case FRN_LSTM:
         ph.epi = FRN_EPI_LSTM;
-        FN(run_phase)(&ph, C, hnext, s, tid, nt);
+        FN(run_phase)(&ph, C, hnext, s, tid, nt, s & 1);
         if (P->d.proj_size > 0) {
             FN(barrier)(nt);
             FN(phase) pr = {0};
@@ -142,16 +154,16 @@ static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, int tid, int nt
             pr.nv = 4;
             pr.np = P->np_p;
             pr.bs = (ptrdiff_t)H * 4 * VL;
-            FN(run_phase)(&pr, C, hnext, s, tid, nt);
+            FN(run_phase)(&pr, C, hnext, s, tid, nt, s & 1);
         }
         break;
     case FRN_GRU:
         if (P->d.linear_before_reset) {
             ph.epi = FRN_EPI_GRU;
-            FN(run_phase)(&ph, C, hnext, s, tid, nt);
+            FN(run_phase)(&ph, C, hnext, s, tid, nt, s & 1);
         } else {
             ph.epi = FRN_EPI_GRU_RZ;
-            FN(run_phase)(&ph, C, hnext, s, tid, nt);
+            FN(run_phase)(&ph, C, hnext, s, tid, nt, s & 1);
             FN(barrier)(nt);
             FN(phase) pn = {0};
             pn.epi = FRN_EPI_GRU_N;
@@ -163,12 +175,12 @@ static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, int tid, int nt
             pn.nv = 4;
             pn.np = P->np_n;
             pn.bs = (ptrdiff_t)H * 4 * VL;
-            FN(run_phase)(&pn, C, hnext, s, tid, nt);
+            FN(run_phase)(&pn, C, hnext, s, tid, nt, s & 1);
         }
         break;
     default:
         ph.epi = FRN_EPI_RNN;
-        FN(run_phase)(&ph, C, hnext, s, tid, nt);
+        FN(run_phase)(&ph, C, hnext, s, tid, nt, s & 1);
         break;
     }
 }
@@ -190,7 +202,7 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
     ph.xp = C->xp;
     ph.bias = (const FRN_T *)C->w->bias_x;
     ph.xw = P->xw;
-    FN(run_phase)(&ph, C, NULL, 0, tid, nt);
+    FN(run_phase)(&ph, C, NULL, 0, tid, nt, 0);
 }
 
 /*
@@ -449,6 +461,43 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
     return FRN_OK;
 }
 
+/* ---- dense layers ---------------------------------------------------- */
+
+/* y (M, N) = x (M, K) W^T + b, in chunks of rows through the padded XP layout */
+static int FN(linear_apply)(const struct frn_linear *lin, int M, const FRN_T *x, FRN_T *y,
+                            int n_threads)
+{
+    long chunk = (1L << 18) / lin->xw;
+    if (chunk < 1) chunk = 1;
+    if (chunk > M) chunk = M;
+    FRN_T *xp = frn_workspace((size_t)chunk * lin->xw * sizeof(FRN_T) + 64);
+    if (!xp) return FRN_ENOMEM;
+    for (int m0 = 0; m0 < M; m0 += (int)chunk) {
+        const int rows = M - m0 < chunk ? M - m0 : (int)chunk;
+        FN(phase) ph = {0};
+        ph.epi = FRN_EPI_XP;
+        ph.rows = rows;
+        ph.a = x + (ptrdiff_t)m0 * lin->K;
+        ph.lda = lin->K;
+        ph.K = lin->K;
+        ph.b = (const FRN_T *)lin->w;
+        ph.nv = 4;
+        ph.np = lin->np;
+        ph.bs = (ptrdiff_t)lin->K * 4 * VL;
+        ph.xp = xp;
+        ph.bias = (const FRN_T *)lin->bias;
+        ph.xw = lin->xw;
+        const int nt = FN(useful_threads)((double)rows * lin->K * lin->xw, n_threads);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        FN(run_phase)(&ph, NULL, NULL, 0, nt > 1 ? omp_get_thread_num() : 0,
+                      nt > 1 ? omp_get_num_threads() : 1, 0);
+        for (int i = 0; i < rows; i++)
+            memcpy(y + (ptrdiff_t)(m0 + i) * lin->N, xp + (ptrdiff_t)i * lin->xw,
+                   sizeof(FRN_T) * lin->N);
+    }
+    return FRN_OK;
+}
+
 /* ---- test hooks -------------------------------------------------------- */
 
 static void FN(activation)(int kind, const FRN_T *x, FRN_T *y, size_t n)
@@ -497,7 +546,7 @@ static int FN(gemm_test)(int M, int N, int K, const FRN_T *a, const void *b_t, c
     ph.xw = xw;
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
     FN(run_phase)(&ph, NULL, NULL, 0, n_threads > 1 ? omp_get_thread_num() : 0,
-                  n_threads > 1 ? omp_get_num_threads() : 1);
+                  n_threads > 1 ? omp_get_num_threads() : 1, 0);
     for (int i = 0; i < M; i++) memcpy(c + (size_t)i * N, xp + (size_t)i * xw, sizeof(FRN_T) * N);
     free(bp);
     free(bb);

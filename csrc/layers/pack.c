@@ -198,3 +198,39 @@ nomem:
 
 int frn_plan_isa(const frn_plan *plan) { return plan->isa; }
 size_t frn_plan_bytes(const frn_plan *plan) { return plan->bytes; }
+
+int frn_linear_create(int dtype, int N, int K, const void *w, const void *bias, frn_linear **out)
+{
+    *out = NULL;
+    if (N < 1 || K < 1) return FRN_EINVAL;
+    frn_linear *l = calloc(1, sizeof *l);
+    if (!l) return FRN_ENOMEM;
+    size_t total = 0;
+    l->isa = frn_get_isa();
+    l->dtype = dtype;
+    l->vl = frn_lanes(l->isa, dtype);
+    l->esz = dtype == FRN_F64 ? 8 : 4;
+    l->N = N;
+    l->K = K;
+    l->nbp = frn_roundup((N + l->vl - 1) / l->vl, 4);
+    l->np = l->nbp / 4;
+    l->xw = l->nbp * l->vl;
+    l->w = frn_zalloc((size_t)l->np * K * 4 * l->vl * l->esz, &total);
+    l->bias = frn_zalloc((size_t)l->xw * l->esz, &total);
+    if (!l->w || !l->bias) {
+        frn_linear_free(l);
+        return FRN_ENOMEM;
+    }
+    frn_pack_panels(l->w, w, dtype, K, N, l->vl, l->np, 4, 0, 1);
+    if (bias) memcpy(l->bias, bias, (size_t)N * l->esz);
+    *out = l;
+    return FRN_OK;
+}
+
+void frn_linear_free(frn_linear *lin)
+{
+    if (!lin) return;
+    free(lin->w);
+    free(lin->bias);
+    free(lin);
+}

@@ -66,6 +66,14 @@ struct frn_stream {
     void *m, *z, *xp;
 };
 
+/* A packed dense layer: panels of 4 unit blocks of VL outputs (pack.c). */
+struct frn_linear {
+    int isa, dtype, vl, esz;
+    int N, K, nbp, np, xw;
+    void *w;    /* np panels of K x 4*VL */
+    void *bias; /* xw values */
+};
+
 /* Pack rows of a row-major (rows x K) matrix into panels of U unit blocks x ng gates
    starting at gate g0 (pack.c). */
 void frn_pack_panels(void *dst, const void *src, int dtype, int K, int H, int vl, int npanels,
