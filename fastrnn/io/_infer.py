@@ -255,6 +255,8 @@ def _is_int(value) -> bool:
 
 
 def _dtype_name(value):
+    if value is None:  # np.dtype(None) is float64: None must not silently mean that
+        return None
     try:
         dt = np.dtype(value)
     except (TypeError, ValueError):
