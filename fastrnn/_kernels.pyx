@@ -282,7 +282,28 @@ def isa_name(int isa):
 
 
 def activation(int isa, int kind, x, y):
-    """Test hook: y = sigmoid (0), tanh (1) or exp (2) of x through an ISA's kernels."""
+    """Test hook: y = sigmoid (0), tanh (1) or exp (2) of x through an ISA's kernels.
+
+    x, y: aligned C-contiguous arrays of one shape and one native dtype, float32
+    or float64; y writeable. Anything else is refused before the C call.
+    """
+    if isa < 0 or isa > frn_cpu_isa() or not frn_isa_compiled(isa):
+        raise ValueError(f"isa is {isa}; allowed: 0..{frn_cpu_isa()} on this CPU and build")
+    if kind < 0 or kind > 2:
+        raise ValueError(f"kind is {kind}; allowed: 0 (sigmoid), 1 (tanh), 2 (exp)")
+    for name, arr in (("x", x), ("y", y)):
+        if not isinstance(arr, cnp.ndarray):
+            raise TypeError(f"{name} must be a NumPy array, got {type(arr).__name__}")
+        if not arr.dtype.isnative or arr.dtype.num not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
+            raise TypeError(f"{name} has dtype {arr.dtype}; allowed: float32, float64")
+        if not arr.flags.c_contiguous or not arr.flags.aligned:
+            raise ValueError(f"{name} must be an aligned C-contiguous array")
+    if y.dtype != x.dtype:
+        raise TypeError(f"y has dtype {y.dtype}; it must be x's dtype {x.dtype}")
+    if y.shape != x.shape:
+        raise ValueError(f"y has shape {y.shape}; it must be x's shape {x.shape}")
+    if not y.flags.writeable:
+        raise ValueError("y must be writeable")
     cdef int dt = FRN_F64 if x.dtype.itemsize == 8 else FRN_F32
     cdef size_t n = x.size
     cdef const void *px = _ptr(x)
@@ -294,16 +315,49 @@ def activation(int isa, int kind, x, y):
 
 
 def gemm_test(int isa, a, b_t, bias, c, int n_threads):
-    """Test hook: c = a @ b_t.T + bias through an ISA's packed panels and tiles."""
+    """Test hook: c = a @ b_t.T + bias through an ISA's packed panels and tiles.
+
+    a (M, K), b_t (N, K), bias (N,) or None, c (M, N) writeable, M, N, K >= 1:
+    aligned C-contiguous arrays of one native dtype, float32 or float64.
+    Anything else is refused before the C call.
+    """
+    if isa < 0 or isa > frn_cpu_isa() or not frn_isa_compiled(isa):
+        raise ValueError(f"isa is {isa}; allowed: 0..{frn_cpu_isa()} on this CPU and build")
+    arrays = (("a", a, 2), ("b_t", b_t, 2), ("c", c, 2)) + (
+        () if bias is None else (("bias", bias, 1),))
+    for name, arr, ndim in arrays:
+        if not isinstance(arr, cnp.ndarray):
+            raise TypeError(f"{name} must be a NumPy array, got {type(arr).__name__}")
+        if not arr.dtype.isnative or arr.dtype.num not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
+            raise TypeError(f"{name} has dtype {arr.dtype}; allowed: float32, float64")
+        if arr.dtype != a.dtype:
+            raise TypeError(f"{name} has dtype {arr.dtype}; it must be a's dtype {a.dtype}")
+        if not arr.flags.c_contiguous or not arr.flags.aligned:
+            raise ValueError(f"{name} must be an aligned C-contiguous array")
+        if arr.ndim != ndim:
+            raise ValueError(f"{name} has shape {arr.shape}; it must be {ndim}-D")
+    if not c.flags.writeable:
+        raise ValueError("c must be writeable")
+    M, K, N = a.shape[0], a.shape[1], b_t.shape[0]
+    if not (1 <= M <= 2**31 - 1 and 1 <= K <= 2**31 - 1 and 1 <= N <= 2**31 - 1):
+        raise ValueError(f"a {a.shape} and b_t {b_t.shape}: M, N, K must be in [1, 2**31-1]")
+    if b_t.shape[1] != K:
+        raise ValueError(f"b_t has shape {b_t.shape}; it must be (N, K={K})")
+    if c.shape != (M, N):
+        raise ValueError(f"c has shape {c.shape}; it must be (M, N) = {(M, N)}")
+    if bias is not None and bias.shape != (N,):
+        raise ValueError(f"bias has shape {bias.shape}; it must be (N,) = ({N},)")
+    if n_threads < 1:
+        raise ValueError(f"n_threads is {n_threads}; it must be >= 1")
     cdef int dt = FRN_F64 if a.dtype.itemsize == 8 else FRN_F32
-    cdef int M = a.shape[0], K = a.shape[1], N = b_t.shape[0]
+    cdef int iM = M, iN = N, iK = K
     cdef const void *pa = _ptr(a)
     cdef const void *pb = _ptr(b_t)
     cdef const void *pbias = _ptr(bias)
     cdef void *pc = _ptr(c)
     cdef int rc
     with nogil:
-        rc = frn_gemm_test(isa, dt, M, N, K, pa, pb, pbias, pc, n_threads)
+        rc = frn_gemm_test(isa, dt, iM, iN, iK, pa, pb, pbias, pc, n_threads)
     _check(rc)
 
 
