@@ -111,7 +111,10 @@ def float_array(name: str, value, dt: np.dtype) -> np.ndarray:
         )
     if arr.dtype == dt and arr.flags.c_contiguous and arr.flags.aligned:
         return arr
-    return np.ascontiguousarray(arr, dtype=dt)
+    arr = np.ascontiguousarray(arr, dtype=dt)
+    if not arr.flags.aligned:  # ascontiguousarray keeps a contiguous unaligned array as is
+        arr = arr.copy()
+    return arr
 
 
 def _torch_to_numpy(value):
@@ -196,6 +199,8 @@ def lengths(value, B: int, T: int) -> np.ndarray | None:
         i = int(bad[0])
         raise ValueError(f"lengths[{i}] is {int(arr[i])}; each length must be in [1, T={T}]")
     arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if not arr.flags.aligned:  # as in float_array: the C code reads whole int64s
+        arr = arr.copy()
     if np.all(arr == T):
         return None
     return arr
