@@ -112,7 +112,8 @@ class Stream:
         if self._layer._plan is not self._plan:
             self._follow_layer()
         dt = self._dtype
-        if type(x) is not np.ndarray or x.dtype != dt or not x.flags.c_contiguous:
+        if type(x) is not np.ndarray or x.dtype != dt or not x.flags.c_contiguous or \
+                not x.flags.aligned:  # the C code loads whole floats: no odd addresses
             x = v.float_array("x", x, dt)
         unbatched = x.ndim == 1
         if unbatched:
@@ -126,6 +127,11 @@ class Stream:
         elif type(out) is not np.ndarray or out.dtype != dt or out.shape != shape or \
                 not out.flags.c_contiguous or not out.flags.writeable:
             self._bad_out(out, shape)
+        elif not out.flags.aligned:  # computed in an aligned buffer, then copied in
+            y = np.empty(shape, dt)
+            self._c.step(x, y, _kernels.max_threads())
+            out[...] = y
+            return out
         self._c.step(x, out, _kernels.max_threads())
         return out
 
