@@ -111,7 +111,9 @@ def float_array(name: str, value, dt: np.dtype) -> np.ndarray:
         )
     if arr.dtype == dt and arr.flags.c_contiguous and arr.flags.aligned:
         return arr
-    return np.ascontiguousarray(arr, dtype=dt)
+    # a copy, C-contiguous and aligned (ascontiguousarray would pass an unaligned
+    # but contiguous array through unchanged)
+    return np.array(arr, dtype=dt, order="C", copy=True)
 
 
 def _torch_to_numpy(value):
