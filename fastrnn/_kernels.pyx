@@ -192,10 +192,17 @@ cdef class Stream:
 
     cdef frn_stream *ptr
     cdef readonly Plan plan
+    cdef cnp.npy_intp out_dims[2]
+    cdef cnp.npy_intp in_size
+    cdef int typenum
 
-    def __cinit__(self, Plan plan, int batch):
+    def __cinit__(self, Plan plan, int batch, int input_size, int h_out, bint double):
         cdef int rc
         self.plan = plan
+        self.out_dims[0] = batch
+        self.out_dims[1] = h_out
+        self.in_size = input_size
+        self.typenum = cnp.NPY_FLOAT64 if double else cnp.NPY_FLOAT32
         with nogil:
             rc = frn_stream_create(plan.ptr, batch, &self.ptr)
         _check(rc)
@@ -205,7 +212,38 @@ cdef class Stream:
             frn_stream_free(self.ptr)
             self.ptr = NULL
 
+    cdef bint _fits(self, object a, int ndim, cnp.npy_intp d1, bint write):
+        """a is an ndarray of the plan's dtype, C-contiguous and aligned (writeable
+        when asked), of shape (B, d1), or (d1,) when ndim is 1. This is what a
+        typed memoryview in the signature would check, at a fraction of the cost
+        of acquiring one on every step."""
+        if not cnp.PyArray_Check(a):
+            return False
+        cdef cnp.ndarray arr = <cnp.ndarray>a
+        if cnp.PyArray_TYPE(arr) != self.typenum or not cnp.PyArray_ISCARRAY_RO(arr):
+            return False
+        if write and not cnp.PyArray_ISWRITEABLE(arr):
+            return False
+        if cnp.PyArray_NDIM(arr) != ndim:
+            return False
+        cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
+        if ndim == 1:
+            return self.out_dims[0] == 1 and dims[0] == d1
+        return dims[0] == self.out_dims[0] and dims[1] == d1
+
     def step(self, x, out, int n_threads):
+        """One step, if x (and out, unless None) are exactly what the engine takes:
+        C-contiguous arrays of the plan's dtype, x (B, I) or (I,) for B = 1, out of
+        the matching shape (B, H_out) or (H_out,). Returns out (allocated when None),
+        or None -- without stepping -- when an argument is not of that form, so the
+        caller can convert it or say what is wrong."""
+        cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>x) if cnp.PyArray_Check(x) else 0
+        if nd < 1 or not self._fits(x, nd, self.in_size, False):
+            return None
+        if out is None:
+            out = cnp.PyArray_EMPTY(nd, &self.out_dims[2 - nd], self.typenum, 0)
+        elif not self._fits(out, nd, self.out_dims[1], True):
+            return None
         cdef const void *px = cnp.PyArray_DATA(<cnp.ndarray>x)
         cdef void *po = cnp.PyArray_DATA(<cnp.ndarray>out)
         cdef int rc
@@ -213,6 +251,7 @@ cdef class Stream:
             rc = frn_stream_step(self.ptr, px, po, n_threads)
         if rc != FRN_OK:
             _check(rc)
+        return out
 
     def get_state(self, h, c):
         frn_stream_state(self.ptr, _ptr(h), _ptr(c), 0)

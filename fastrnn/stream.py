@@ -47,7 +47,7 @@ class Stream:
         self._out_shape1 = (layer._h_out,)
         self._lstm = layer.mode == "LSTM"
         self._plan = layer._packed()
-        self._c = _kernels.Stream(self._plan, self.batch_size)
+        self._c = self._new_c(self._plan)
         if state is not None:
             self.state = state
 
@@ -88,7 +88,11 @@ class Stream:
     def reset(self) -> None:
         """Zero the carried state."""
         self._follow_layer()
-        self._c = _kernels.Stream(self._plan, self.batch_size)
+        self._c = self._new_c(self._plan)
+
+    def _new_c(self, plan):
+        return _kernels.Stream(plan, self.batch_size, self._in, self._layer._h_out,
+                               self._dtype == np.float64)
 
     def _follow_layer(self) -> None:
         plan = self._layer._packed()
@@ -98,7 +102,7 @@ class Stream:
             c = np.empty(cs, self._dtype) if self._lstm else None
             self._c.get_state(h, c)
             self._plan = plan
-            self._c = _kernels.Stream(plan, self.batch_size)
+            self._c = self._new_c(plan)
             self._c.set_state(h, c)
 
     # -- stepping -----------------------------------------------------------
@@ -111,10 +115,14 @@ class Stream:
         """
         if self._layer._plan is not self._plan:
             self._follow_layer()
-        dt = self._dtype
-        if type(x) is not np.ndarray or x.dtype != dt or not x.flags.c_contiguous or \
-                not x.flags.aligned:  # the C code loads whole floats: no odd addresses
-            x = v.float_array("x", x, dt)
+        # The engine takes x and out as they are when they are already C-contiguous
+        # arrays of the layer dtype and a step's shape (the per-call cost matters
+        # here); otherwise it steps nothing and returns None, and the step is
+        # validated -- x converted, or an error raised -- below.
+        y = self._c.step(x, out, _kernels.max_threads())
+        if y is not None:
+            return y
+        x = v.float_array("x", x, self._dtype)
         unbatched = x.ndim == 1
         if unbatched:
             if x.shape[0] != self._in or self.batch_size != 1:
@@ -122,18 +130,14 @@ class Stream:
         elif x.ndim != 2 or x.shape[0] != self.batch_size or x.shape[1] != self._in:
             self._bad_step_shape(x)
         shape = self._out_shape1 if unbatched else self._out_shape
-        if out is None:
-            out = np.empty(shape, dt)
-        elif type(out) is not np.ndarray or out.dtype != dt or out.shape != shape or \
-                not out.flags.c_contiguous or not out.flags.writeable:
+        if out is not None and (type(out) is not np.ndarray or out.dtype != self._dtype or
+                                out.shape != shape or not out.flags.c_contiguous or
+                                not out.flags.writeable):
             self._bad_out(out, shape)
-        elif not out.flags.aligned:  # computed in an aligned buffer, then copied in
-            y = np.empty(shape, dt)
-            self._c.step(x, y, _kernels.max_threads())
-            out[...] = y
+        if out is not None and not out.flags.aligned:  # the engine needs aligned rows
+            out[...] = self._c.step(x, None, _kernels.max_threads())
             return out
-        self._c.step(x, out, _kernels.max_threads())
-        return out
+        return self._c.step(x, out, _kernels.max_threads())
 
     def _bad_step_shape(self, x):
         B, I = self.batch_size, self._in

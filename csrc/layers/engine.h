@@ -424,11 +424,37 @@ done:
 
 /* ---- streams: one step of every layer, state kept in the stream ---------- */
 
+static void FN(stream_layers)(struct frn_stream *S, FN(ctx) C, const void *x, void *out, int tid,
+                              int team)
+{
+    const frn_plan *P = S->p;
+    const int L = P->d.num_layers, B = S->B;
+    for (int l = 0; l < L; l++) {
+        const int cur = S->cur[l];
+        C.w = &P->w[l];
+        C.h[0] = (FRN_T *)S->h[2 * l + cur];
+        C.h[1] = (FRN_T *)S->h[2 * l + (cur ^ 1)];
+        C.c = (FRN_T *)S->c[l];
+        C.out = l == L - 1 ? (FRN_T *)out : NULL;
+        C.out_sb = P->h_out;
+        /* layer l > 0 reads the new state of layer l - 1 (S->cur flips after the step) */
+        const FRN_T *a = l == 0 ? (const FRN_T *)x : (const FRN_T *)S->h[2 * (l - 1) + (S->cur[l - 1] ^ 1)];
+        const ptrdiff_t lda = l == 0 ? P->d.input_size : P->ldh;
+        FN(project)(&C, a, lda, B, tid, team);
+        /* when input and recurrent panels cover the same units, a thread's share of
+           the step reads only the projections it just wrote: no barrier needed */
+        if (P->np_x != P->np_h) FN(barrier)(team);
+        FN(step)(&C, 0, B, 0, tid, team);
+        FN(barrier)(team);
+    }
+}
+
 static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n_threads)
 {
     const frn_plan *P = S->p;
     const int L = P->d.num_layers, B = S->B;
-    const double fma = (double)B * P->h_out * P->G * P->d.hidden_size;
+    /* weights a step reads: W_ih and W_hh of every layer */
+    const double fma = (double)B * P->G * P->d.hidden_size * (P->h_out + P->w[0].k_in);
     const int nt = FN(useful_threads)(fma, n_threads);
     FN(ctx) C = {0};
     C.p = P;
@@ -437,25 +463,11 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
     C.m = (FRN_T *)S->m;
     C.z = (FRN_T *)S->z;
     C.xp = (FRN_T *)S->xp;
-#pragma omp parallel num_threads(nt) if (nt > 1) firstprivate(C)
-    {
-        const int tid = nt > 1 ? omp_get_thread_num() : 0;
-        const int team = nt > 1 ? omp_get_num_threads() : 1;
-        for (int l = 0; l < L; l++) {
-            const int cur = S->cur[l];
-            C.w = &P->w[l];
-            C.h[0] = (FRN_T *)S->h[2 * l + cur];
-            C.h[1] = (FRN_T *)S->h[2 * l + (cur ^ 1)];
-            C.c = (FRN_T *)S->c[l];
-            C.out = l == L - 1 ? (FRN_T *)out : NULL;
-            C.out_sb = P->h_out;
-            const FRN_T *a = l == 0 ? (const FRN_T *)x : (const FRN_T *)S->h[2 * (l - 1) + (S->cur[l - 1] ^ 1)];
-            const ptrdiff_t lda = l == 0 ? P->d.input_size : P->ldh;
-            FN(project)(&C, a, lda, B, tid, team);
-            FN(barrier)(team);
-            FN(step)(&C, 0, B, 0, tid, team);
-            FN(barrier)(team);
-        }
+    if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+        FN(stream_layers)(S, C, x, out, omp_get_thread_num(), omp_get_num_threads());
+    } else {
+        FN(stream_layers)(S, C, x, out, 0, 1); /* no OpenMP region: ~0.3 us less per step */
     }
     for (int l = 0; l < L; l++) S->cur[l] ^= 1;
     return FRN_OK;
