@@ -84,6 +84,7 @@ static int frn_threads(int n)
     int procs = frn_procs;
     if (procs == 0) procs = frn_procs = omp_get_num_procs();
     if (n > procs) n = procs;
+    if (n > 64) n = 64; /* FRN_MAX_TEAM (layers/sched.h) */
     return n < 1 ? 1 : n;
 }
 

@@ -15,14 +15,18 @@
  * GEMM. The reverse direction walks step s of a sequence of length n at time
  * n-1-s.
  *
- * Threads: one OpenMP team per phase. A phase's work items are (panel, row tile)
- * pairs in panel-major order, split into one contiguous range per thread, so a
- * thread keeps the same weight panels (and their place in its L2) step after
- * step; one barrier per step (two for projections and GRU lbr=False). Splits are
- * on outputs only, and every tile computes each element with the same chain
- * (kernels/tile.h): results are bitwise identical for any thread count.
+ * Threads: one OpenMP team per (layer, direction); its threads go through the same
+ * sequence of phases (gather, projection, then one or two per step), each a set of
+ * work items -- (panel, row tile) pairs in panel-major order -- shared out by
+ * layers/sched.h: one contiguous share per thread, so a thread keeps the same
+ * weight panels (and their place in its L2) step after step, and a thread that
+ * finishes early takes what is left of the others', so a descheduled thread does
+ * not hold a step up. Splits are on outputs only, and every tile computes each
+ * element with the same chain (kernels/tile.h): results are bitwise identical for
+ * any thread count.
  */
 
+#include "sched.h"
 #include "../kernels/activ.h"
 #include "../kernels/tile.h"
 #include "../cells/common.h"
@@ -74,34 +78,46 @@ static inline void FN(epilogue)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hn
     }
 }
 
-/*
- * Thread tid's share of a phase. `rev` walks the share backwards: the time loop
- * alternates direction every step, so the panels a thread touched last in one
- * step are the first it needs in the next, while they are still in its L2 (or
- * L1). With LRU-like caches a fixed sweep over weights larger than the cache
- * misses on every line; the alternating sweep keeps about a cache's worth of them
- * resident: measured at batch 1, GRU H=512 (3 MB of W_hh, 2 MB L2), 100 -> 58 us
- * per step. The order of tiles never changes what each element computes.
- */
-static void FN(run_phase)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s, int tid,
-                          int nt, int rev)
+/* Items of a phase: (panel, row tile) pairs, panel-major. */
+static inline long FN(phase_items)(const FN(phase) *ph, int *nrt_out)
 {
-    if (ph->rows <= 0) return;
     const int mrmax = ph->nv == 3 ? FRN_MR_MAX3 : FRN_MR_MAX4;
     const int nrt = (ph->rows + mrmax - 1) / mrmax;
-    const long items = (long)ph->np * nrt;
-    const long i0 = items * tid / nt, i1 = items * (tid + 1) / nt;
+    *nrt_out = nrt;
+    return (long)ph->np * nrt;
+}
+
+/*
+ * Items per claim. A single row reads each panel once: a tile groups 4 panels, so
+ * it has enough independent FMA chains (16 accumulators). When a thread's share
+ * fits in about twice the L1, groups of 2 let the alternating sweep (below) find
+ * half of it in L1: LSTM H=64 at batch 1, 0.49 -> 0.36 us per step for W_hh.
+ */
+static inline int FN(phase_chunk)(const FN(phase) *ph, long items, int nt)
+{
+    if (ph->rows != 1) return 1;
+    const double share = (double)items / nt * ph->bs * sizeof(FRN_T);
+    return share <= 96.0 * 1024 ? 2 : 4;
+}
+
+/*
+ * Run items [lo, hi) of a phase, backwards when rev. The time loop alternates
+ * direction every step, so the panels a thread touched last in one step are the
+ * first it needs in the next, while they are still in its L2 (or L1). With
+ * LRU-like caches a fixed sweep over weights larger than the cache misses on
+ * every line; the alternating sweep keeps about a cache's worth of them resident:
+ * measured at batch 1, GRU H=512 (3 MB of W_hh, 2 MB L2), 100 -> 58 us per step.
+ * The order of tiles never changes what each element computes.
+ */
+static void FN(run_items)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s, long lo,
+                          long hi, int nrt, int chunk, int rev)
+{
+    const int mrmax = ph->nv == 3 ? FRN_MR_MAX3 : FRN_MR_MAX4;
     FRN_T acc[FRN_MR_MAX3 * 4 * VL * 4] __attribute__((aligned(64)));
-    /* A single row reads each panel once: group panels so a tile has enough
-       independent FMA chains (4 panels: 16 accumulators). When the share fits in
-       about twice the L1, groups of 2 let the alternating sweep find half of it in
-       L1: LSTM H=64 at batch 1, 0.49 -> 0.36 us per step for W_hh. */
-    const int single = nrt == 1 && ph->rows == 1;
-    const int gmax = (double)(i1 - i0) * ph->bs * sizeof(FRN_T) <= 96.0 * 1024 ? 2 : 4;
-    for (long done = 0; done < i1 - i0;) {
-        const long left = i1 - i0 - done;
-        const int npg = single ? (left < gmax ? (int)left : gmax) : 1;
-        const long i = rev ? i1 - done - npg : i0 + done;
+    for (long done = 0; done < hi - lo;) {
+        const long left = hi - lo - done;
+        const int npg = ph->rows == 1 ? (left < chunk ? (int)left : chunk) : 1;
+        const long i = rev ? hi - done - npg : lo + done;
         const int p = (int)(i / nrt), rt = (int)(i % nrt);
         const int r0 = rt * mrmax;
         const int mr = ph->rows - r0 < mrmax ? ph->rows - r0 : mrmax;
@@ -112,10 +128,30 @@ static void FN(run_phase)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, i
     }
 }
 
-static inline void FN(barrier)(int nt)
+/* A team's progress through its phases (see sched.h); NULL for one thread. */
+typedef struct {
+    frn_sched *S;
+    int tid;
+    uint64_t k; /* this thread's next phase number */
+} FN(team);
+
+/* Run one phase: all of it on one thread, or this thread's part in a team. */
+static void FN(run_phase)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s, FN(team) *tm,
+                          int rev)
 {
-    if (nt > 1) {
-#pragma omp barrier
+    int nrt;
+    const long n = FN(phase_items)(ph, &nrt);
+    if (!tm) {
+        FN(run_items)(ph, C, hnext, s, 0, n, nrt, FN(phase_chunk)(ph, n, 1), rev);
+        return;
+    }
+    const uint64_t k = tm->k++;
+    const int chunk = FN(phase_chunk)(ph, n, tm->S->nt);
+    long lo, hi;
+    frn_sched_wait(tm->S, k);
+    while (frn_sched_claim(tm->S, k, tm->tid, n, chunk, rev, &lo, &hi)) {
+        FN(run_items)(ph, C, hnext, s, lo, hi, nrt, chunk, rev);
+        frn_sched_done(tm->S, k, hi - lo, n);
     }
 }
 
@@ -123,7 +159,7 @@ static inline void FN(barrier)(int nt)
  * One recurrent step s over the first `rows` sorted rows: C->h[cur] is read,
  * C->h[cur ^ 1] written. Called by every thread of the team.
  */
-static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, int tid, int nt)
+static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, FN(team) *tm)
 {
     const frn_plan *P = C->p;
     const frn_dir_w *w = C->w;
@@ -141,9 +177,8 @@ static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, int tid, int nt
     switch (P->d.cell) {
     case FRN_LSTM:
         ph.epi = FRN_EPI_LSTM;
-        FN(run_phase)(&ph, C, hnext, s, tid, nt, s & 1);
+        FN(run_phase)(&ph, C, hnext, s, tm, s & 1);
         if (P->d.proj_size > 0) {
-            FN(barrier)(nt);
             FN(phase) pr = {0};
             pr.epi = FRN_EPI_PROJ;
             pr.rows = rows;
@@ -154,17 +189,16 @@ static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, int tid, int nt
             pr.nv = 4;
             pr.np = P->np_p;
             pr.bs = (ptrdiff_t)H * 4 * VL;
-            FN(run_phase)(&pr, C, hnext, s, tid, nt, s & 1);
+            FN(run_phase)(&pr, C, hnext, s, tm, s & 1);
         }
         break;
     case FRN_GRU:
         if (P->d.linear_before_reset) {
             ph.epi = FRN_EPI_GRU;
-            FN(run_phase)(&ph, C, hnext, s, tid, nt, s & 1);
+            FN(run_phase)(&ph, C, hnext, s, tm, s & 1);
         } else {
             ph.epi = FRN_EPI_GRU_RZ;
-            FN(run_phase)(&ph, C, hnext, s, tid, nt, s & 1);
-            FN(barrier)(nt);
+            FN(run_phase)(&ph, C, hnext, s, tm, s & 1);
             FN(phase) pn = {0};
             pn.epi = FRN_EPI_GRU_N;
             pn.rows = rows;
@@ -175,18 +209,18 @@ static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, int tid, int nt
             pn.nv = 4;
             pn.np = P->np_n;
             pn.bs = (ptrdiff_t)H * 4 * VL;
-            FN(run_phase)(&pn, C, hnext, s, tid, nt, s & 1);
+            FN(run_phase)(&pn, C, hnext, s, tm, s & 1);
         }
         break;
     default:
         ph.epi = FRN_EPI_RNN;
-        FN(run_phase)(&ph, C, hnext, s, tid, nt, s & 1);
+        FN(run_phase)(&ph, C, hnext, s, tm, s & 1);
         break;
     }
 }
 
 /* The input projection of `rows` gathered rows into C->xp. */
-static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int rows, int tid, int nt)
+static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int rows, FN(team) *tm)
 {
     const frn_plan *P = C->p;
     FN(phase) ph = {0};
@@ -202,14 +236,15 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
     ph.xp = C->xp;
     ph.bias = (const FRN_T *)C->w->bias_x;
     ph.xw = P->xw;
-    FN(run_phase)(&ph, C, NULL, 0, tid, nt, 0);
+    FN(run_phase)(&ph, C, NULL, 0, tm, 0);
 }
 
 /*
- * Threads worth using for a phase of `fma` multiply-adds per step.
- * A barrier on this machine costs about 0.5 us (two cores, libgomp spinning);
- * below ~64k multiply-adds a step (LSTM H=64 at batch 1 is 16k) a second thread
- * saves less than it costs -- measured with `fastrnn bench --threads 2`.
+ * Threads worth using for work of `fma` multiply-adds between two synchronisations.
+ * Handing a phase to a second thread costs about 0.5 us on this machine (two
+ * cores, spinning); below ~64k multiply-adds a step (LSTM H=64 at batch 1 is 16k)
+ * a second thread saves less than it costs -- measured with `fastrnn bench
+ * --threads 2`.
  */
 static inline int FN(useful_threads)(double fma, int nt)
 {
@@ -222,8 +257,8 @@ static inline int FN(useful_threads)(double fma, int nt)
 typedef struct {
     const frn_plan *p;
     const frn_seq *q;
-    int nt_step, nt_proj;
     int *perm, *nact;
+    int t_live;         /* steps with a live sequence: the longest length */
     int chunk_rows;
     FRN_T *a;           /* chunk_rows x lda_a */
     ptrdiff_t lda_a;
@@ -231,35 +266,54 @@ typedef struct {
     FRN_T *xp, *h0, *h1, *c, *m, *z;
 } FN(fwd);
 
-/* Gather the chunk's input rows [s0, s1) into contiguous rows; returns their count. */
-static int FN(gather)(const FN(fwd) *F, const FN(ctx) *C, const FRN_T *src, ptrdiff_t st,
-                      ptrdiff_t sb, int K, int s0, int s1)
+/* One (layer, direction) over the whole sequence; every thread of the team runs
+   this, the phases keep them in step. */
+static void FN(run_dir)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *src, ptrdiff_t st,
+                        ptrdiff_t sb, int K, FN(team) *tm)
 {
-    int row = 0;
-    for (int s = s0; s < s1; s++)
-        for (int bp = 0; bp < F->nact[s]; bp++, row++) {
-            frn_rowpos rp = FN(rowpos)(C, bp, s);
-            memcpy(F->a + (ptrdiff_t)row * F->lda_a, src + rp.t * st + rp.b * sb,
-                   (size_t)K * sizeof(FRN_T));
+    const frn_plan *P = F->p;
+    int cur = 0;
+    for (int s0 = 0; s0 < F->t_live;) {
+        int s1 = s0, rows = 0;
+        while (s1 < F->t_live && (s1 == s0 || rows + F->nact[s1] <= F->chunk_rows))
+            rows += F->nact[s1++];
+        /* gather the chunk's input rows (iteration order) into contiguous rows; an
+           item is one step's rows */
+        {
+            const long n = s1 - s0;
+            long lo = 0, hi = n;
+            uint64_t k = 0;
+            if (tm) {
+                k = tm->k++;
+                frn_sched_wait(tm->S, k);
+            }
+            while (tm ? frn_sched_claim(tm->S, k, tm->tid, n, 1, 0, &lo, &hi) : lo < hi) {
+                for (long i = lo; i < hi; i++) {
+                    const int s = s0 + (int)i;
+                    int row = 0;
+                    for (int s2 = s0; s2 < s; s2++) row += F->nact[s2];
+                    for (int bp = 0; bp < F->nact[s]; bp++, row++) {
+                        frn_rowpos rp = FN(rowpos)(C0, bp, s);
+                        memcpy(F->a + (ptrdiff_t)row * F->lda_a, src + rp.t * st + rp.b * sb,
+                               (size_t)K * sizeof(FRN_T));
+                    }
+                }
+                if (!tm) break;
+                frn_sched_done(tm->S, k, hi - lo, n);
+            }
         }
-    return row;
-}
-
-static void FN(time_loop)(const FN(fwd) *F, FN(ctx) *C, int s0, int s1, int *cur, int tid,
-                          int nt)
-{
-    ptrdiff_t xoff = 0;
-    int c0 = *cur;
-    FRN_T *xp0 = C->xp;
-    for (int s = s0; s < s1; s++) {
-        FN(ctx) Cs = *C;
-        Cs.xp = xp0 + xoff;
-        FN(step)(&Cs, s, F->nact[s], c0, tid, nt);
-        FN(barrier)(nt);
-        xoff += (ptrdiff_t)F->nact[s] * F->p->xw;
-        c0 ^= 1;
+        FN(project)(C0, F->a, F->lda_a, rows, tm);
+        ptrdiff_t xoff = 0;
+        for (int s = s0; s < s1; s++) {
+            FN(ctx) Cs = *C0;
+            Cs.xp = C0->xp + xoff;
+            FN(step)(&Cs, s, F->nact[s], cur, tm);
+            xoff += (ptrdiff_t)F->nact[s] * P->xw;
+            cur ^= 1;
+        }
+        s0 = s1;
     }
-    if (tid == 0) *cur = c0;
+    if (tm) frn_sched_wait(tm->S, tm->k); /* the last phase is complete */
 }
 
 static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
@@ -276,6 +330,7 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     F.perm = malloc(sizeof(int) * (size_t)B);
     F.nact = malloc(sizeof(int) * (size_t)T);
     if (!F.perm || !F.nact) goto nomem;
+    F.t_live = T;
     if (q->lengths) {
         int *count = calloc((size_t)T + 1, sizeof(int));
         if (!count) goto nomem;
@@ -292,6 +347,7 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
             while (bp > 0 && q->lengths[F.perm[bp - 1]] <= s) bp--;
             F.nact[s] = bp;
         }
+        F.t_live = (int)q->lengths[F.perm[0]];
     } else {
         for (int b = 0; b < B; b++) F.perm[b] = b;
         for (int s = 0; s < T; s++) F.nact[s] = B;
@@ -312,8 +368,12 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     const size_t a_bytes = ((size_t)F.chunk_rows * F.lda_a * es + 63) & ~(size_t)63;
     const size_t xp_bytes = ((size_t)F.chunk_rows * P->xw * es + 63) & ~(size_t)63;
     const size_t inner = L > 1 ? ((size_t)T * B * D * HO * es + 63) & ~(size_t)63 : 0;
-    char *ws = frn_workspace(a_bytes + xp_bytes + 5 * state + (L > 2 ? 2 : 1) * inner);
+    const size_t sched_bytes = (sizeof(frn_sched) + 63) & ~(size_t)63;
+    char *ws = frn_workspace(sched_bytes + a_bytes + xp_bytes + 5 * state +
+                             (L > 2 ? 2 : 1) * inner);
     if (!ws) goto nomem;
+    frn_sched *sched = (frn_sched *)ws;
+    ws += sched_bytes;
     F.a = (FRN_T *)ws;
     ws += a_bytes;
     F.xp = (FRN_T *)ws;
@@ -327,9 +387,9 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     if (L > 1) F.buf[0] = (FRN_T *)ws;
     if (L > 2) F.buf[1] = (FRN_T *)(ws + inner);
 
-    /* threads: by the multiply-adds of a recurrent step and of an input row */
+    /* threads: by the multiply-adds of a recurrent step */
     double step_fma = (double)B * HO * P->G * H + (P->d.proj_size ? (double)B * H * HO : 0);
-    F.nt_step = FN(useful_threads)(step_fma, n_threads);
+    const int nt = FN(useful_threads)(step_fma, n_threads);
 
     for (int l = 0; l < L; l++) {
         const FRN_T *src;
@@ -390,26 +450,15 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
                     memcpy(F.c + (ptrdiff_t)bp * P->ldh,
                            (const FRN_T *)q->c0 + ((ptrdiff_t)ld * B + b) * H, H * es);
             }
-            int cur = 0;
-            for (int s0 = 0; s0 < T;) {
-                int s1 = s0, rows = 0;
-                while (s1 < T && (s1 == s0 || rows + F.nact[s1] <= F.chunk_rows))
-                    rows += F.nact[s1++];
-                FN(gather)(&F, &C, src, st, sb, K, s0, s1);
-                int ntp = FN(useful_threads)((double)rows * K * P->xw, n_threads);
-                if (ntp > 1) {
-#pragma omp parallel num_threads(ntp)
-                    FN(project)(&C, F.a, F.lda_a, rows, omp_get_thread_num(), omp_get_num_threads());
-                } else {
-                    FN(project)(&C, F.a, F.lda_a, rows, 0, 1);
+            if (nt > 1) {
+                frn_sched_init(sched, nt);
+#pragma omp parallel num_threads(nt)
+                {
+                    FN(team) tm = {sched, omp_get_thread_num(), 0};
+                    FN(run_dir)(&F, &C, src, st, sb, K, &tm);
                 }
-                if (F.nt_step > 1) {
-#pragma omp parallel num_threads(F.nt_step)
-                    FN(time_loop)(&F, &C, s0, s1, &cur, omp_get_thread_num(), omp_get_num_threads());
-                } else {
-                    FN(time_loop)(&F, &C, s0, s1, &cur, 0, 1);
-                }
-                s0 = s1;
+            } else {
+                FN(run_dir)(&F, &C, src, st, sb, K, NULL);
             }
         }
     }
@@ -424,8 +473,8 @@ done:
 
 /* ---- streams: one step of every layer, state kept in the stream ---------- */
 
-static void FN(stream_layers)(struct frn_stream *S, FN(ctx) C, const void *x, void *out, int tid,
-                              int team)
+static void FN(stream_layers)(struct frn_stream *S, FN(ctx) C, const void *x, void *out,
+                              FN(team) *tm)
 {
     const frn_plan *P = S->p;
     const int L = P->d.num_layers, B = S->B;
@@ -440,13 +489,10 @@ static void FN(stream_layers)(struct frn_stream *S, FN(ctx) C, const void *x, vo
         /* layer l > 0 reads the new state of layer l - 1 (S->cur flips after the step) */
         const FRN_T *a = l == 0 ? (const FRN_T *)x : (const FRN_T *)S->h[2 * (l - 1) + (S->cur[l - 1] ^ 1)];
         const ptrdiff_t lda = l == 0 ? P->d.input_size : P->ldh;
-        FN(project)(&C, a, lda, B, tid, team);
-        /* when input and recurrent panels cover the same units, a thread's share of
-           the step reads only the projections it just wrote: no barrier needed */
-        if (P->np_x != P->np_h) FN(barrier)(team);
-        FN(step)(&C, 0, B, 0, tid, team);
-        FN(barrier)(team);
+        FN(project)(&C, a, lda, B, tm);
+        FN(step)(&C, 0, B, 0, tm);
     }
+    if (tm) frn_sched_wait(tm->S, tm->k);
 }
 
 static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n_threads)
@@ -464,13 +510,34 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
     C.z = (FRN_T *)S->z;
     C.xp = (FRN_T *)S->xp;
     if (nt > 1) {
+        frn_sched sched;
+        frn_sched_init(&sched, nt);
 #pragma omp parallel num_threads(nt)
-        FN(stream_layers)(S, C, x, out, omp_get_thread_num(), omp_get_num_threads());
+        {
+            FN(team) tm = {&sched, omp_get_thread_num(), 0};
+            FN(stream_layers)(S, C, x, out, &tm);
+        }
     } else {
-        FN(stream_layers)(S, C, x, out, 0, 1); /* no OpenMP region: ~0.3 us less per step */
+        FN(stream_layers)(S, C, x, out, NULL); /* no OpenMP region: ~0.3 us less per step */
     }
     for (int l = 0; l < L; l++) S->cur[l] ^= 1;
     return FRN_OK;
+}
+
+/* One phase on its own (no cell state): on nt threads, or inline for one. */
+static void FN(run_team)(const FN(phase) *ph, int nt)
+{
+    if (nt <= 1) {
+        FN(run_phase)(ph, NULL, NULL, 0, NULL, 0);
+        return;
+    }
+    frn_sched sched;
+    frn_sched_init(&sched, nt);
+#pragma omp parallel num_threads(nt)
+    {
+        FN(team) tm = {&sched, omp_get_thread_num(), 0};
+        FN(run_phase)(ph, NULL, NULL, 0, &tm, 0);
+    }
 }
 
 /* ---- dense layers ---------------------------------------------------- */
@@ -500,9 +567,7 @@ static int FN(linear_apply)(const struct frn_linear *lin, int M, const FRN_T *x,
         ph.bias = (const FRN_T *)lin->bias;
         ph.xw = lin->xw;
         const int nt = FN(useful_threads)((double)rows * lin->K * lin->xw, n_threads);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-        FN(run_phase)(&ph, NULL, NULL, 0, nt > 1 ? omp_get_thread_num() : 0,
-                      nt > 1 ? omp_get_num_threads() : 1, 0);
+        FN(run_team)(&ph, nt);
         for (int i = 0; i < rows; i++)
             memcpy(y + (ptrdiff_t)(m0 + i) * lin->N, xp + (ptrdiff_t)i * lin->xw,
                    sizeof(FRN_T) * lin->N);
@@ -556,9 +621,7 @@ static int FN(gemm_test)(int M, int N, int K, const FRN_T *a, const void *b_t, c
     ph.xp = xp;
     ph.bias = bb;
     ph.xw = xw;
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-    FN(run_phase)(&ph, NULL, NULL, 0, n_threads > 1 ? omp_get_thread_num() : 0,
-                  n_threads > 1 ? omp_get_num_threads() : 1, 0);
+    FN(run_team)(&ph, n_threads);
     for (int i = 0; i < M; i++) memcpy(c + (size_t)i * N, xp + (size_t)i * xw, sizeof(FRN_T) * N);
     free(bp);
     free(bb);
