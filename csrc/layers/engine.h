@@ -121,6 +121,22 @@ static void FN(run_items)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, i
         const int p = (int)(i / nrt), rt = (int)(i % nrt);
         const int r0 = rt * mrmax;
         const int mr = ph->rows - r0 < mrmax ? ph->rows - r0 : mrmax;
+        if (nrt > 1) {
+            /* Several row tiles share a panel: while they run, bring a slice of the
+               next panel into L2, so the next panel's first tile does not wait on
+               L3 (the hardware prefetcher cannot guess the jump between panels):
+               batch 64, LSTM H=512, the recurrent GEMM ran 8% slower than the
+               input projection before this. */
+            const int pn = rev ? p - 1 : p + 1;
+            if (pn >= 0 && pn < ph->np) {
+                const char *next = (const char *)(ph->b + (ptrdiff_t)pn * ph->bs);
+                const ptrdiff_t bytes = ph->bs * (ptrdiff_t)sizeof(FRN_T);
+                const ptrdiff_t slice = (bytes / nrt + 63) & ~(ptrdiff_t)63;
+                const ptrdiff_t from = (rev ? nrt - 1 - rt : rt) * slice;
+                for (ptrdiff_t o = from; o < from + slice && o < bytes; o += 64)
+                    __builtin_prefetch(next + o, 0, 2);
+            }
+        }
         FN(tile)(ph->nv, mr, npg, ph->K, ph->a + (ptrdiff_t)r0 * ph->lda, ph->lda,
                  ph->b + (ptrdiff_t)p * ph->bs, ph->bs, acc);
         FN(epilogue)(ph, C, hnext, s, r0, mr, p, npg, acc);
