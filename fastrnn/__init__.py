@@ -14,6 +14,26 @@ from .layers import GRU, LSTM, RNN
 from .stream import Stream
 
 from .io import load  # noqa: E402
+from .models import (  # noqa: E402
+    Attention,
+    AttentionPool,
+    Dropout,
+    Embedding,
+    LanguageModel,
+    LayerNorm,
+    Linear,
+    Pool,
+    ReLU,
+    Seq2Seq,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    from_torch,
+    load_model,
+    pool,
+    save_model,
+)
 
 _config._apply_env_isa()
 
@@ -33,4 +53,23 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "__version__",
+    # whole models (SPEC §7)
+    "Embedding",
+    "Linear",
+    "LayerNorm",
+    "Dropout",
+    "ReLU",
+    "Tanh",
+    "Sigmoid",
+    "Softmax",
+    "pool",
+    "Pool",
+    "AttentionPool",
+    "Sequential",
+    "from_torch",
+    "Attention",
+    "Seq2Seq",
+    "LanguageModel",
+    "save_model",
+    "load_model",
 ]
