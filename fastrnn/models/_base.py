@@ -71,7 +71,7 @@ def ids(name: str, value, n: int) -> np.ndarray:
             f"{name}[{index}] is {int(arr[where])}; token ids must be in [0, {n}) "
             f"(num_embeddings={n})"
         )
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return np.asarray(arr, dtype=np.int64, order="C")  # (ascontiguousarray makes 0-d 1-d)
 
 
 def param_shapes(module) -> dict[str, tuple]:

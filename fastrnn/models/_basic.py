@@ -190,7 +190,8 @@ class LayerNorm(Module):
     """Normalise the last ``len(normalized_shape)`` axes to mean 0, variance 1
     (biased, + eps), then scale by ``weight`` and shift by ``bias`` (torch's names,
     shape normalized_shape; ones and zeros at first). Computed in float64, returned
-    in the module dtype."""
+    in the module dtype -- or, without elementwise_affine (no weights, so nothing
+    fixes a dtype), in the input's dtype when it is float32 or float64."""
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, *,
                  dtype="float32"):
@@ -227,7 +228,8 @@ class LayerNorm(Module):
         return _readonly(self._params.get("bias"))
 
     def __call__(self, input) -> np.ndarray:
-        x = v.float_array("x", input, self.dtype)
+        dt = self.dtype if self.elementwise_affine else input_dtype(input)
+        x = v.float_array("x", input, dt)
         n = len(self.normalized_shape)
         if x.ndim < n or x.shape[x.ndim - n:] != self.normalized_shape:
             raise ValueError(
@@ -235,7 +237,7 @@ class LayerNorm(Module):
                 f"{', '.join(map(str, self.normalized_shape))})"
             )
         if x.size == 0:
-            return np.zeros(x.shape, self.dtype)
+            return np.zeros(x.shape, dt)
         axes = tuple(range(x.ndim - n, x.ndim))
         x64 = x.astype(np.float64)
         mean = x64.mean(axis=axes, keepdims=True)
@@ -246,7 +248,7 @@ class LayerNorm(Module):
             y = y * self._params["weight"]
             if self.has_bias:
                 y = y + self._params["bias"]
-        return np.ascontiguousarray(y, dtype=self.dtype)
+        return np.ascontiguousarray(y, dtype=dt)
 
     @classmethod
     def from_torch(cls, module) -> LayerNorm:
