@@ -81,7 +81,8 @@ def float_array(name: str, value, dt: np.dtype) -> np.ndarray:
     the caller's array is never modified). Strings, objects, complex and bool are
     refused with TypeError."""
     if isinstance(value, np.ndarray):
-        arr = value
+        # subclasses (np.matrix keeps 2-D under reshape, masked arrays...) as plain arrays
+        arr = value if type(value) is np.ndarray else np.asarray(value)
     else:
         if value is None:
             raise TypeError(f"{name} must be a numeric array, got None")
@@ -181,6 +182,16 @@ def lengths(value, B: int, T: int) -> np.ndarray | None:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:
         raise TypeError(f"lengths must be a 1-D array of integers; converting it failed: {exc}") from None
+    if arr.dtype.kind == "O" and arr.ndim == 1 and all(type(n) is int for n in arr.tolist()):
+        # Python ints (numpy keeps those beyond int64 as objects): checked as they are
+        bad = [(i, n) for i, n in enumerate(arr.tolist()) if not 1 <= n <= T]
+        if not bad:
+            arr = arr.astype(np.int64)
+        elif arr.shape[0] == B:
+            raise ValueError(f"lengths[{bad[0][0]}] is {bad[0][1]}; each length must be in "
+                             f"[1, T={T}]")
+        else:  # only its shape matters now: refused below
+            arr = np.zeros(arr.shape)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
     if arr.ndim != 1 or arr.shape[0] != B:
