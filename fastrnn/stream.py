@@ -40,7 +40,8 @@ class Stream:
                 "sequence instead, or stream a unidirectional layer"
             )
         self._layer = layer
-        self.batch_size = v.integer("batch_size", batch_size, minimum=1)
+        # the engine counts rows in a C int
+        self.batch_size = v.integer("batch_size", batch_size, minimum=1, maximum=2**31 - 1)
         self._dtype = layer.dtype
         self._in = layer.input_size
         self._out_shape = (self.batch_size, layer._h_out)
@@ -130,7 +131,7 @@ class Stream:
         elif x.ndim != 2 or x.shape[0] != self.batch_size or x.shape[1] != self._in:
             self._bad_step_shape(x)
         shape = self._out_shape1 if unbatched else self._out_shape
-        if out is not None and (type(out) is not np.ndarray or out.dtype != self._dtype or
+        if out is not None and (not isinstance(out, np.ndarray) or out.dtype != self._dtype or
                                 out.shape != shape or not out.flags.c_contiguous or
                                 not out.flags.writeable):
             self._bad_out(out, shape)
