@@ -125,7 +125,7 @@ def _found_from_module(obj, source: str) -> _infer.Found:
 
 
 def _read_found(path) -> _infer.Found:
-    fspath = os.fspath(path)
+    fspath = os.fsdecode(os.fspath(path))  # a bytes path too
     source = repr(fspath)
     suffix = os.path.splitext(fspath)[1].lower()
     if suffix not in LOAD_SUFFIXES:
