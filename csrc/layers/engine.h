@@ -109,8 +109,8 @@ static inline int FN(phase_chunk)(const FN(phase) *ph, long items, int nt)
  * measured at batch 1, GRU H=512 (3 MB of W_hh, 2 MB L2), 100 -> 58 us per step.
  * The order of tiles never changes what each element computes.
  */
-static void FN(run_items)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s, long lo,
-                          long hi, int nrt, int chunk, int rev)
+static void FN(run_items)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ctx) *C,
+                          FRN_T *hnext, int s, long lo, long hi, int nrt, int chunk, int rev)
 {
     const int mrmax = ph->nv == 3 ? FRN_MR_MAX3 : FRN_MR_MAX4;
     FRN_T acc[FRN_MR_MAX3 * 4 * VL * 4] __attribute__((aligned(64)));
@@ -140,6 +140,11 @@ static void FN(run_items)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, i
         FN(tile)(ph->nv, mr, npg, ph->K, ph->a + (ptrdiff_t)r0 * ph->lda, ph->lda,
                  ph->b + (ptrdiff_t)p * ph->bs, ph->bs, acc);
         FN(epilogue)(ph, C, hnext, s, r0, mr, p, npg, acc);
+        if (ph2) { /* the same units and rows through a second phase (streams) */
+            FN(tile)(ph2->nv, mr, npg, ph2->K, ph2->a + (ptrdiff_t)r0 * ph2->lda, ph2->lda,
+                     ph2->b + (ptrdiff_t)p * ph2->bs, ph2->bs, acc);
+            FN(epilogue)(ph2, C, hnext, s, r0, mr, p, npg, acc);
+        }
         done += npg;
     }
 }
@@ -152,13 +157,13 @@ typedef struct {
 } FN(team);
 
 /* Run one phase: all of it on one thread, or this thread's part in a team. */
-static void FN(run_phase)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s, FN(team) *tm,
-                          int rev)
+static void FN(run_phase2)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ctx) *C,
+                           FRN_T *hnext, int s, FN(team) *tm, int rev)
 {
     int nrt;
     const long n = FN(phase_items)(ph, &nrt);
     if (!tm) {
-        FN(run_items)(ph, C, hnext, s, 0, n, nrt, FN(phase_chunk)(ph, n, 1), rev);
+        FN(run_items)(ph, ph2, C, hnext, s, 0, n, nrt, FN(phase_chunk)(ph, n, 1), rev);
         return;
     }
     const uint64_t k = tm->k++;
@@ -166,16 +171,34 @@ static void FN(run_phase)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, i
     long lo, hi;
     frn_sched_wait(tm->S, k);
     while (frn_sched_claim(tm->S, k, tm->tid, n, chunk, rev, &lo, &hi)) {
-        FN(run_items)(ph, C, hnext, s, lo, hi, nrt, chunk, rev);
+        FN(run_items)(ph, ph2, C, hnext, s, lo, hi, nrt, chunk, rev);
         frn_sched_done(tm->S, k, hi - lo, n);
     }
+}
+
+static void FN(run_phase)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s, FN(team) *tm,
+                          int rev)
+{
+    FN(run_phase2)(ph, NULL, C, hnext, s, tm, rev);
+}
+
+/* A step's first phase, behind the input projection `fused` when given (a stream's
+   projection over the same panels: one pass over W_ih and W_hh panel by panel). */
+static void FN(run_first)(const FN(phase) *fused, const FN(phase) *ph, const FN(ctx) *C,
+                          FRN_T *hnext, int s, FN(team) *tm, int rev)
+{
+    if (fused)
+        FN(run_phase2)(fused, ph, C, hnext, s, tm, rev);
+    else
+        FN(run_phase)(ph, C, hnext, s, tm, rev);
 }
 
 /*
  * One recurrent step s over the first `rows` sorted rows: C->h[cur] is read,
  * C->h[cur ^ 1] written. Called by every thread of the team.
  */
-static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, FN(team) *tm)
+static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, FN(team) *tm, int rev,
+                     const FN(phase) *fused)
 {
     const frn_plan *P = C->p;
     const frn_dir_w *w = C->w;
@@ -193,7 +216,7 @@ static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, FN(team) *tm)
     switch (P->d.cell) {
     case FRN_LSTM:
         ph.epi = FRN_EPI_LSTM;
-        FN(run_phase)(&ph, C, hnext, s, tm, s & 1);
+        FN(run_first)(fused, &ph, C, hnext, s, tm, rev);
         if (P->d.proj_size > 0) {
             FN(phase) pr = {0};
             pr.epi = FRN_EPI_PROJ;
@@ -205,16 +228,16 @@ static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, FN(team) *tm)
             pr.nv = 4;
             pr.np = P->np_p;
             pr.bs = (ptrdiff_t)H * 4 * VL;
-            FN(run_phase)(&pr, C, hnext, s, tm, s & 1);
+            FN(run_phase)(&pr, C, hnext, s, tm, rev);
         }
         break;
     case FRN_GRU:
         if (P->d.linear_before_reset) {
             ph.epi = FRN_EPI_GRU;
-            FN(run_phase)(&ph, C, hnext, s, tm, s & 1);
+            FN(run_first)(fused, &ph, C, hnext, s, tm, rev);
         } else {
             ph.epi = FRN_EPI_GRU_RZ;
-            FN(run_phase)(&ph, C, hnext, s, tm, s & 1);
+            FN(run_first)(fused, &ph, C, hnext, s, tm, rev);
             FN(phase) pn = {0};
             pn.epi = FRN_EPI_GRU_N;
             pn.rows = rows;
@@ -225,18 +248,18 @@ static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, FN(team) *tm)
             pn.nv = 4;
             pn.np = P->np_n;
             pn.bs = (ptrdiff_t)H * 4 * VL;
-            FN(run_phase)(&pn, C, hnext, s, tm, s & 1);
+            FN(run_phase)(&pn, C, hnext, s, tm, rev);
         }
         break;
     default:
         ph.epi = FRN_EPI_RNN;
-        FN(run_phase)(&ph, C, hnext, s, tm, s & 1);
+        FN(run_first)(fused, &ph, C, hnext, s, tm, rev);
         break;
     }
 }
 
-/* The input projection of `rows` gathered rows into C->xp. */
-static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int rows, FN(team) *tm)
+/* The input projection of `rows` rows of a (row stride lda) into C->xp. */
+static FN(phase) FN(project_phase)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int rows)
 {
     const frn_plan *P = C->p;
     FN(phase) ph = {0};
@@ -252,6 +275,12 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
     ph.xp = C->xp;
     ph.bias = (const FRN_T *)C->w->bias_x;
     ph.xw = P->xw;
+    return ph;
+}
+
+static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int rows, FN(team) *tm)
+{
+    FN(phase) ph = FN(project_phase)(C, a, lda, rows);
     FN(run_phase)(&ph, C, NULL, 0, tm, 0);
 }
 
@@ -323,7 +352,7 @@ static void FN(run_dir)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *src, p
         for (int s = s0; s < s1; s++) {
             FN(ctx) Cs = *C0;
             Cs.xp = C0->xp + xoff;
-            FN(step)(&Cs, s, F->nact[s], cur, tm);
+            FN(step)(&Cs, s, F->nact[s], cur, tm, s & 1, NULL);
             xoff += (ptrdiff_t)F->nact[s] * P->xw;
             cur ^= 1;
         }
@@ -505,8 +534,14 @@ static void FN(stream_layers)(struct frn_stream *S, FN(ctx) C, const void *x, vo
         /* layer l > 0 reads the new state of layer l - 1 (S->cur flips after the step) */
         const FRN_T *a = l == 0 ? (const FRN_T *)x : (const FRN_T *)S->h[2 * (l - 1) + (S->cur[l - 1] ^ 1)];
         const ptrdiff_t lda = l == 0 ? P->d.input_size : P->ldh;
-        FN(project)(&C, a, lda, B, tm);
-        FN(step)(&C, 0, B, 0, tm);
+        /* When the input and recurrent panels cover the same units (all but GRU
+           with lbr=False), a stream projects and steps panel by panel in one pass;
+           the sweep turns around every call, so the weights touched last are the
+           first needed next (LSTM H=512: 8 MB of W_ih and W_hh, 2 MB of L2). */
+        FN(phase) px = FN(project_phase)(&C, a, lda, B);
+        const int fuse = P->np_x == P->np_h && P->nv_x == P->nv_h;
+        if (!fuse) FN(run_phase)(&px, &C, NULL, 0, tm, S->rev);
+        FN(step)(&C, 0, B, 0, tm, S->rev, fuse ? &px : NULL);
     }
     if (tm) frn_sched_wait(tm->S, tm->k);
 }
@@ -537,6 +572,7 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
         FN(stream_layers)(S, C, x, out, NULL); /* no OpenMP region: ~0.3 us less per step */
     }
     for (int l = 0; l < L; l++) S->cur[l] ^= 1;
+    S->rev ^= 1;
     return FRN_OK;
 }
 

@@ -61,6 +61,7 @@ struct frn_stream {
     int B;
     int *perm;   /* identity: streams have no lengths */
     int *cur;    /* per layer: which of the two h buffers holds the state */
+    int rev;     /* sweep direction of the next step (alternates) */
     void **h;    /* 2 per layer, B x ldh */
     void **c;    /* per layer, B x ldh (LSTM) */
     void *m, *z, *xp;
