@@ -18,6 +18,7 @@ __all__ = ["RNN", "LSTM", "GRU"]
 
 _CELL_CODES = {"RNN_TANH": 0, "RNN_RELU": 1, "LSTM": 2, "GRU": 3}
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+_C_INT = 2**31 - 1
 
 
 def _is_torch_module(obj, names: tuple[str, ...]) -> bool:
@@ -47,6 +48,12 @@ class _RNNBase:
         self.batch_first = v.flag("batch_first", batch_first)
         self.bidirectional = v.flag("bidirectional", bidirectional)
         self.proj_size = v.integer("proj_size", proj_size, minimum=0)
+        for name in ("input_size", "hidden_size", "num_layers", "proj_size"):
+            if getattr(self, name) > _C_INT:  # before allocating anything for it
+                raise ValueError(
+                    f"{name} is {getattr(self, name)}; it must be <= {_C_INT} (the engine "
+                    "counts in C ints)"
+                )
         if self.proj_size and self.proj_size >= self.hidden_size:
             raise ValueError(
                 f"proj_size is {self.proj_size}; it must be smaller than hidden_size "
