@@ -2,15 +2,17 @@
  * activ.h -- vectorised exp, sigmoid and tanh, written once on the simd/ vocabulary
  * and compiled per ISA and dtype (included by layers/engine.h; no include guard).
  *
- * exp(x): Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a Taylor polynomial for
- * e^r (degree 7 for float, 13 for double: truncation below 0.05 ulp), then p * 2^n.
+ * exp(x): Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a polynomial for e^r
+ * (float: a degree-6 minimax fit, 3e-9 relative; double: Taylor to r^13, below
+ * 0.05 ulp), then p * 2^n.
  * x is clamped first to just below log(max float) -- so e^x stays finite, and
  * 1/(1 + e^x) never meets the reciprocal's 0 * inf = NaN -- and to the subnormal
  * floor below; the clamp keeps NaN (x is the second operand of min/max).
  * sigmoid(x) = 1 / (1 + exp(-x)): no cancellation anywhere, so the relative error
  * is that of exp plus the reciprocal's.
  * tanh(x) = e / (e + 2) with e = expm1(2x), itself 2^n (e^r - 1) + (2^n - 1) with a
- * Taylor polynomial for e^r - 1 that has no constant term: no cancellation at any x,
+ * polynomial for e^r - 1 that has no constant term (minimax for float, Taylor for
+ * double): no cancellation at any x,
  * one exp-sized polynomial and one reciprocal (the earlier two-branch form -- a
  * series below 0.625 and 1 - 2/(e^2x + 1) above -- cost half again as much for
  * ~1.4 instead of ~3 ulp).
@@ -54,12 +56,14 @@ static inline VT FN(vexp)(VT x)
     p = V(fma)(p, r, V(set1)(1.0));
     p = V(fma)(p, r, V(set1)(1.0));
 #else
-    VT p = V(set1)(1.0f / 5040.0f);
-    p = V(fma)(p, r, V(set1)(1.0f / 720.0f));
-    p = V(fma)(p, r, V(set1)(1.0f / 120.0f));
-    p = V(fma)(p, r, V(set1)(1.0f / 24.0f));
-    p = V(fma)(p, r, V(set1)(1.0f / 6.0f));
-    p = V(fma)(p, r, V(set1)(0.5f));
+    /* 1 + r + r^2 (c2 + c3 r + ... + c6 r^4): a minimax fit of relative error on
+       [-ln2/2, ln2/2] (Lawson's iteration), 3e-9 -- better than Taylor to r^7 with
+       one multiply-add less */
+    VT p = V(set1)(0.001381461309461206f);
+    p = V(fma)(p, r, V(set1)(0.008368709961325355f));
+    p = V(fma)(p, r, V(set1)(0.04166838737387867f));
+    p = V(fma)(p, r, V(set1)(0.16666520688656947f));
+    p = V(fma)(p, r, V(set1)(0.4999999345162603f));
     p = V(fma)(p, r, V(set1)(1.0f));
     p = V(fma)(p, r, V(set1)(1.0f));
 #endif
@@ -73,8 +77,8 @@ static inline VT FN(vsigmoid)(VT x)
 }
 
 /* e^x - 1 without cancellation near 0: x = n ln2 + r, e^r - 1 = r + r^2 P(r)
-   (Taylor, to r^7 for float, r^14 for double), then 2^n (e^r - 1) + (2^n - 1) in
-   one rounding. Callers keep 0 <= x <= 40. */
+   (float: minimax, P of degree 4; double: Taylor to r^14), then
+   2^n (e^r - 1) + (2^n - 1) in one rounding. Callers keep 0 <= x <= 40. */
 static inline VT FN(vexpm1)(VT x)
 {
     VT n = V(round)(V(mul)(x, V(set1)((FRN_T)1.44269504088896340736)));
@@ -95,12 +99,12 @@ static inline VT FN(vexpm1)(VT x)
     p = V(fma)(p, r, V(set1)(1.0 / 6.0));
     p = V(fma)(p, r, V(set1)(0.5));
 #else
-    VT p = V(set1)(1.0f / 5040.0f);
-    p = V(fma)(p, r, V(set1)(1.0f / 720.0f));
-    p = V(fma)(p, r, V(set1)(1.0f / 120.0f));
-    p = V(fma)(p, r, V(set1)(1.0f / 24.0f));
-    p = V(fma)(p, r, V(set1)(1.0f / 6.0f));
-    p = V(fma)(p, r, V(set1)(0.5f));
+    /* minimax fit of the relative error of r + r^2 P(r), P of degree 4: 1.3e-8 */
+    VT p = V(set1)(0.0013882522823799117f);
+    p = V(fma)(p, r, V(set1)(0.00836651404584703f));
+    p = V(fma)(p, r, V(set1)(0.04166719964870567f));
+    p = V(fma)(p, r, V(set1)(0.16666543669364714f));
+    p = V(fma)(p, r, V(set1)(0.4999999815513751f));
 #endif
     VT q = V(fma)(V(mul)(r, r), p, r);
     VT t = V(ldexp)(V(set1)((FRN_T)1), n);
