@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show the build and runtime configuration")
     p.set_defaults(func=_info)
     _cli_run.add_parser(sub)
+    from . import _cli_generate
+
+    _cli_generate.add_parser(sub)
     return parser
 
 

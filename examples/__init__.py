@@ -1,0 +1,2 @@
+"""Worked examples of fastrnn (run from the repository root, e.g.
+``python -m examples.charlm.generate``)."""

@@ -1,0 +1,1 @@
+"""A character-level LSTM language model trained with PyTorch, generating with fastrnn."""
