@@ -603,3 +603,71 @@ def test_language_model_beam_sampling_save(tmp_path):
         lm.generate(np.zeros((2, 0), np.int64), max_len=3)
     with pytest.raises(ValueError, match="prompt"):
         lm.generate([1, 9], max_len=3)
+
+
+@pytest.mark.parametrize("variant", ["proj", "peephole", "gru_lbr_false", "three_layers"])
+def test_greedy_agrees_with_teacher_forcing_for_every_layer_variant(variant):
+    """For layer variants torch has no twin for (or that the torch model above does
+    not build), greedy decoding must pick the argmax of the teacher-forced logits
+    at every step, with the same log p."""
+    E, H, V = 5, 12, V_TGT
+    if variant in ("proj", "peephole"):
+        kw = dict(proj_size=6) if variant == "proj" else dict(peephole=True)
+        enc_l = fastrnn.LSTM(E, H, 2, batch_first=True, dtype="float64", seed=1, **kw)
+        dec_l = fastrnn.LSTM(E, H, 2, batch_first=True, dtype="float64", seed=2, **kw)
+    else:
+        L = 3 if variant == "three_layers" else 1
+        lbr = variant != "gru_lbr_false"
+        enc_l = fastrnn.GRU(E, H, L, batch_first=True, linear_before_reset=lbr, dtype="float64",
+                            seed=1)
+        dec_l = fastrnn.GRU(E, H, L, batch_first=True, linear_before_reset=lbr, dtype="float64",
+                            seed=2)
+    HO = dec_l._h_out
+    enc = fastrnn.Sequential(fastrnn.Embedding(V_SRC, E, dtype="float64", seed=3), enc_l)
+    dec = fastrnn.Sequential(fastrnn.Embedding(V, E, dtype="float64", seed=4), dec_l,
+                             fastrnn.Attention("additive", HO, HO, 5, dtype="float64", seed=5),
+                             fastrnn.Linear(2 * HO, V, dtype="float64", seed=6))
+    m = fastrnn.Seq2Seq(enc, dec)
+    src, lengths = _data(5, 6, seed=8)
+    tokens, logp = m.generate(src, max_len=7, bos=BOS, eos=EOS, lengths=lengths)
+    tgt = np.concatenate([np.full((5, 1), BOS), tokens[:, :-1]], axis=1)
+    logits = m(src, tgt, lengths=lengths)
+    lsm = logits - logits.max(-1, keepdims=True)
+    lsm = lsm - np.log(np.exp(lsm).sum(-1, keepdims=True))
+    for b in range(5):
+        n = tokens.shape[1]
+        ends = np.flatnonzero(tokens[b] == EOS)
+        n = ends[0] + 1 if ends.size else n
+        assert np.array_equal(lsm[b, :n].argmax(-1), tokens[b, :n])
+        np.testing.assert_allclose(logp[b, :n], lsm[b, np.arange(n), tokens[b, :n]],
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_nan_weights_do_not_crash_and_threads_share_a_model():
+    import threading
+
+    tm = TorchSeq2Seq("lstm", "additive", seed=3)
+    m = tm.to_fastrnn()
+    src, lengths = _data(4, 6, seed=1)
+    want = m.generate(src, max_len=8, bos=BOS, eos=EOS, lengths=lengths, beam_width=3)
+    results = [None] * 4
+
+    def work(i):
+        results[i] = m.generate(src, max_len=8, bos=BOS, eos=EOS, lengths=lengths, beam_width=3)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        assert np.array_equal(r[0], want[0]) and np.array_equal(r[1], want[1])
+    sd = m.state_dict()
+    sd["decoder.3.weight"] = np.full_like(sd["decoder.3.weight"], np.nan)
+    m.load_state_dict(sd)
+    for beam in (1, 3):
+        tokens, logp = m.generate(src, max_len=5, bos=BOS, eos=EOS, beam_width=beam)
+        assert tokens.shape[0] == 4 and 1 <= tokens.shape[1] <= 5
+        assert ((tokens >= 0) & (tokens < V_TGT)).all() and np.isnan(logp[:, 0]).all()
+    tokens, _ = m.generate(src, max_len=5, bos=BOS, eos=EOS, temperature=1.0, seed=0)
+    assert ((tokens >= 0) & (tokens < V_TGT)).all()
