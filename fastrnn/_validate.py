@@ -112,7 +112,8 @@ def float_array(name: str, value, dt: np.dtype) -> np.ndarray:
         )
     if arr.dtype == dt and arr.flags.c_contiguous and arr.flags.aligned:
         return arr
-    arr = np.ascontiguousarray(arr, dtype=dt)
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become
+        arr = np.ascontiguousarray(arr, dtype=dt)  # +-inf, as a cast does in torch: no warning
     if not arr.flags.aligned:  # ascontiguousarray keeps a contiguous unaligned array as is
         arr = arr.copy()
     return arr
