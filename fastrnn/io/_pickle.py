@@ -30,6 +30,7 @@ import collections
 import io
 import os
 import pickle
+import pickletools
 import struct
 import tarfile
 import zipfile
@@ -408,7 +409,36 @@ class _SafeUnpickler(pickle.Unpickler):
         return self._load_storage(key, storage_type.code, numel)
 
 
+_MEMO_PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
+
+
+def _check_memo(data, source: str):
+    """Walk the pickle program (without running it) and refuse memo indices that
+    no pickler writes: the C unpickler grows its memo table to the index given, so
+    ``LONG_BINPUT 2**30`` alone makes it allocate and clear gigabytes. Python's
+    pickler numbers memo entries 0, 1, 2, ..., so an index is never above the
+    count of opcodes before it."""
+    start = data.tell()
+    try:
+        for n, (op, arg, pos) in enumerate(pickletools.genops(data)):
+            if op.name in _MEMO_PUTS and not 0 <= arg <= n:
+                raise ModelFileError(
+                    f"{source}: the pickle stores memo entry {arg} at opcode {n} "
+                    f"(byte {pos}); a pickler numbers them from 0, one per store -- "
+                    "the file is corrupt or crafted"
+                )
+    except ModelFileError:
+        raise
+    except Exception as exc:  # an unknown opcode, a truncated argument, ...
+        raise ModelFileError(
+            f"{source}: the pickle is corrupt or truncated ({type(exc).__name__}: {exc})"
+        ) from exc
+    finally:
+        data.seek(start)
+
+
 def _unpickle(data, source: str, load_storage):
+    _check_memo(data, source)
     try:
         return _SafeUnpickler(data, source, load_storage).load()
     except ModelFileError:
