@@ -8,8 +8,9 @@
  * x is clamped first to just below log(max float) -- so e^x stays finite, and
  * 1/(1 + e^x) never meets the reciprocal's 0 * inf = NaN -- and to the subnormal
  * floor below; the clamp keeps NaN (x is the second operand of min/max).
- * sigmoid(x) = 1 / (1 + exp(-x)): no cancellation anywhere, so the relative error
- * is that of exp plus the reciprocal's.
+ * sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) below, e = exp(-|x|): no
+ * cancellation and no overflow anywhere, the relative error is that of exp plus the
+ * reciprocal's, and sigmoid(-inf) = 0 exactly as in PyTorch.
  * tanh(x) = e / (e + 2) with e = expm1(2x), itself 2^n (e^r - 1) + (2^n - 1) with a
  * polynomial for e^r - 1 that has no constant term (minimax for float, Taylor for
  * double): no cancellation at any x,
@@ -72,8 +73,12 @@ static inline VT FN(vexp)(VT x)
 
 static inline VT FN(vsigmoid)(VT x)
 {
+    /* e = exp(-|x|) <= 1 never overflows; 1/(1+e) for x >= 0, e/(1+e) below, so
+       sigmoid(-inf) is exactly 0 and tiny values keep their relative accuracy */
     const VT one = V(set1)((FRN_T)1);
-    return V(recip)(V(add)(one, FN(vexp)(V(sub)(V(zero)(), x))));
+    VT e = FN(vexp)(V(sub)(V(zero)(), V(abs)(x)));
+    VT r = V(recip)(V(add)(one, e));
+    return V(select_lt)(x, V(zero)(), V(mul)(e, r), r);
 }
 
 /* e^x - 1 without cancellation near 0: x = n ln2 + r, e^r - 1 = r + r^2 P(r)
