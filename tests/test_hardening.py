@@ -550,12 +550,7 @@ def test_nan_and_inf_in_initial_states_like_torch(kind, dtype):
 
 
 # sigmoid(-inf) must be exactly 0, as in torch (1 / (1 + e^inf)): the gates then give
-# 0 * inf = NaN where torch does. Every path but avx2 float32 gives a tiny positive
-# number instead, because the engine's exp is clamped to the largest finite value
-# (csrc/kernels/activ.h); r * (W_hn h) then stays infinite and a GRU fed an infinite
-# state returns Inf or finite values where torch (and fastrnn.reference) return NaN.
-_SIGMOID_BUG = pytest.mark.xfail(strict=True, reason=(
-    "C engine bug: sigmoid(-inf) != 0 (exp clamped in csrc/kernels/activ.h); see above"))
+# 0 * inf = NaN where torch does (csrc/kernels/activ.h computes it from exp(-|x|)).
 
 
 def _isa_dtype_params():
@@ -566,8 +561,6 @@ def _isa_dtype_params():
             marks = []
             if isa not in available:
                 marks.append(pytest.mark.skip(reason=f"{isa} not available here"))
-            elif not (isa == "avx2" and dtype == "float32"):
-                marks.append(_SIGMOID_BUG)
             params.append(pytest.param(isa, dtype, marks=marks, id=f"{isa}-{dtype}"))
     return params
 
