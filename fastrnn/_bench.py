@@ -21,6 +21,7 @@ fastrnn's speed-up. Progress goes to stderr. The pieces live in ``_bench_core``
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -120,8 +121,10 @@ def add_parser(subparsers):
         help="bidirectional layers (streaming cases are then left out)")
     add("--threads", action="extend", type=_positive_ints, metavar="N",
         help="thread counts (default 1,2)")
-    add("--kind", action="extend", type=_choices(("seq", "stream")), metavar="seq|stream",
-        help="whole-sequence calls, per-step streaming, or both (default)")
+    add("--kind", action="extend", type=_choices(("seq", "stream", "generate")),
+        metavar="seq|stream|generate",
+        help="whole-sequence calls, per-step streaming, text generation with the bundled "
+             "char-LM example (tokens/s against the same loop in torch); default all")
     add("--engine", "--engines", dest="engines", action="extend",
         type=_choices(engines_mod.ENGINES), metavar="NAME",
         help=f"engines to run ({', '.join(engines_mod.ENGINES)}; default all; fastrnn is "
@@ -153,6 +156,7 @@ def build_cases(args) -> tuple:
     cells = [c.upper() for c in _unique(args.cell)] if args.cell else list(d["cells"])
     threads = _unique(args.threads) if args.threads else list(d["threads"])
     kinds = _unique(args.kind) if args.kind else ["seq", "stream"]
+    kinds = [k for k in kinds if k != "generate"]  # run apart: see _run_generation
     T = args.seq or d["seq"]
     layers = args.layers or 1
     notes = []
@@ -184,6 +188,38 @@ def build_cases(args) -> tuple:
                     cases.append(core.Case(kind, cell, H, args.input or H, B, T, layers,
                                            bool(args.bidirectional), n))
     return cases, notes
+
+
+def _run_generation(threads, quick, progress) -> list:
+    """Tokens/s of the bundled char-LM example (fastrnn/_bench_generate.py) at each
+    thread count: fastrnn's C decoding loop against the same loop in torch."""
+    from . import _bench_generate
+
+    rows = []
+    before = fastrnn.get_num_threads()
+    try:
+        for n in threads:
+            progress.stage(f"generation, {n} thread{'s' if n > 1 else ''}")
+            _set_threads(n)
+            rows += _bench_generate.run(quick)
+    finally:
+        fastrnn.set_num_threads(before)
+    return rows
+
+
+def _render_generation(rows) -> str:
+    title = ("Generation: the char-LM example (Embedding 84x32, LSTM 256, Linear 256x84), "
+             "prompt \"\\n\\n\"")
+    lines = ["", title, "-" * len(title),
+             f"{'case':<24} {'thr':>3}  {'engine':<8} {'tokens/s':>10}  {'speed-up':>8}  check"]
+    for r in rows:
+        speed = r.get("speedup")
+        lines.append(f"{r['case']:<24} {r['threads']:>3}  {r['engine']:<8} "
+                     f"{r['tokens_per_s']:>10,.0f}  "
+                     f"{(f'{speed:.2f}x' if speed else '—'):>8}  {r.get('check', '')}")
+    lines.append("  speed-up = torch time / fastrnn time for the same tokens; both check "
+                 "log p per token against torch's teacher-forced log_softmax")
+    return "\n".join(lines) + "\n"
 
 
 def _unique(values) -> list:
@@ -261,7 +297,8 @@ def main(args) -> int:
                              "installed (pip install matplotlib)\n")
             return 1
     cases, notes = build_cases(args)
-    if not cases:
+    generate = not args.kind or "generate" in args.kind
+    if not cases and not generate:
         return _usage_error("these flags leave no case to run")
     selected = ["fastrnn"] + [e for e in engines_mod.ENGINES
                               if e != "fastrnn" and (not args.engines or e in args.engines)]
@@ -308,10 +345,17 @@ def main(args) -> int:
     finally:
         fastrnn.set_num_threads(threads_before)
         progress.close()
+    gen_rows = []
+    if generate:
+        gen_rows = _run_generation(threads or _unique(args.threads or [1, 2]), args.quick,
+                                   progress)
     core.derive(results, refs["gemm_peak"], refs["matvec"])
     info["others_load"] = whole_run.fraction()
     info["seconds"] = round(time.perf_counter() - started, 1)
-    sys.stdout.write(report.render(info, refs, results, threads, notes))
+    if results:
+        sys.stdout.write(report.render(info, refs, results, threads, notes))
+    if gen_rows:
+        sys.stdout.write(_render_generation(gen_rows))
     sys.stdout.flush()
 
     settings = {k: getattr(args, k) for k in ("cell", "hidden", "input", "batch", "seq",
@@ -319,11 +363,14 @@ def main(args) -> int:
                                               "engines", "quick", "repeats", "seed")}
     settings["policy"] = vars(policy)
     if args.json:
+        doc = json.loads(report.to_json(info, refs, settings, results))
+        doc["generation"] = gen_rows
         with open(args.json, "w", encoding="utf-8") as f:
-            f.write(report.to_json(info, refs, settings, results))
+            json.dump(doc, f, indent=1, allow_nan=False)
     if args.plot:
         report.plot(args.plot, results)
     bad = [r for r in results if r.status in ("FAILED", "error")]
+    bad += [r for r in gen_rows if str(r.get("check", "")).startswith("FAILED")]
     if bad:
         sys.stderr.write(f"fastrnn bench: {len(bad)} engine run(s) failed; see the table\n")
         return 1
