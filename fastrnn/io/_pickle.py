@@ -410,23 +410,81 @@ class _SafeUnpickler(pickle.Unpickler):
 
 
 _MEMO_PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
+_MEMO_GETS = ("GET", "BINGET", "LONG_BINGET")
+# Objects a pickle may build, counted as trees (a shared reference counted at each
+# place it is used). Hashing, comparing or printing an object costs its tree size;
+# a torch.save of an RNN is a few thousand.
+_MAX_TREE = 1_000_000
+_MARK = -1  # a MARK on the simulated stack
 
 
-def _check_memo(data, source: str):
-    """Walk the pickle program (without running it) and refuse memo indices that
-    no pickler writes: the C unpickler grows its memo table to the index given, so
-    ``LONG_BINPUT 2**30`` alone makes it allocate and clear gigabytes. Python's
-    pickler numbers memo entries 0, 1, 2, ..., so an index is never above the
-    count of opcodes before it."""
+def _check_program(data, source: str):
+    """Walk the pickle program without running it (pickletools), simulating its
+    stack with the tree size of each object, and refuse two things no pickler
+    writes but that would make the C unpickler itself run away:
+
+    * a memo index above the count of opcodes before it (Python's pickler numbers
+      memo entries 0, 1, 2, ...): the unpickler grows its memo table to the index,
+      so ``LONG_BINPUT 2**30`` alone allocates and clears gigabytes;
+    * an object whose tree is larger than _MAX_TREE: doubling a tuple through
+      the memo ((t, t), then ((t, t), (t, t)), ...) takes 60 opcodes to reach a
+      tuple of 2**60 leaves, whose hash (as a dict key) never finishes.
+    """
     start = data.tell()
+
+    def pop():
+        if not stack or stack[-1] == _MARK:
+            raise ModelFileError(f"{source}: the pickle is corrupt (stack underflow)")
+        return stack.pop()
+
+    stack, memo = [], {}
     try:
         for n, (op, arg, pos) in enumerate(pickletools.genops(data)):
-            if op.name in _MEMO_PUTS and not 0 <= arg <= n:
+            name = op.name
+            if name in _MEMO_PUTS or name == "MEMOIZE":
+                index = len(memo) if name == "MEMOIZE" else arg
+                if not 0 <= index <= n:
+                    raise ModelFileError(
+                        f"{source}: the pickle stores memo entry {index} at opcode {n} "
+                        f"(byte {pos}); a pickler numbers them from 0, one per store -- "
+                        "the file is corrupt or crafted"
+                    )
+                if not stack or stack[-1] == _MARK:
+                    raise ModelFileError(f"{source}: the pickle is corrupt (empty memo store)")
+                memo[index] = stack[-1]
+                continue
+            if name in _MEMO_GETS:
+                if arg not in memo:
+                    raise ModelFileError(f"{source}: the pickle is corrupt (memo {arg} unset)")
+                stack.append(memo[arg])
+                continue
+            if name == "DUP":
+                stack.append(stack[-1] if stack else pop())
+                continue
+            if name == "POP" and stack and stack[-1] == _MARK:
+                stack.pop()  # the C unpickler pops a MARK too (recursive tuples, protocol 0)
+                continue
+            before, after = op.stack_before, op.stack_after
+            size = 1
+            if pickletools.markobject in before:
+                while stack and stack[-1] != _MARK:
+                    size += stack.pop()
+                if not stack:
+                    raise ModelFileError(f"{source}: the pickle is corrupt (no MARK)")
+                stack.pop()
+                for _ in range(before.index(pickletools.markobject)):
+                    size += pop()
+            else:
+                for _ in before:
+                    size += pop()
+            if size > _MAX_TREE:
                 raise ModelFileError(
-                    f"{source}: the pickle stores memo entry {arg} at opcode {n} "
-                    f"(byte {pos}); a pickler numbers them from 0, one per store -- "
-                    "the file is corrupt or crafted"
+                    f"{source}: the pickle builds an object of more than {_MAX_TREE} "
+                    f"parts (at opcode {n}, byte {pos}) by reusing shared references; "
+                    "no model needs that -- the file is corrupt or crafted"
                 )
+            for item in after:
+                stack.append(_MARK if item is pickletools.markobject else size)
     except ModelFileError:
         raise
     except Exception as exc:  # an unknown opcode, a truncated argument, ...
@@ -438,7 +496,7 @@ def _check_memo(data, source: str):
 
 
 def _unpickle(data, source: str, load_storage):
-    _check_memo(data, source)
+    _check_program(data, source)
     try:
         return _SafeUnpickler(data, source, load_storage).load()
     except ModelFileError:
