@@ -1,4 +1,4 @@
-"""The `fastrnn` command (SPEC §6): bench, info, run.
+"""The `fastrnn` command (SPEC §6): bench, info, run, generate.
 
 Bad arguments or files give a non-zero exit and a one-line message on stderr,
 never a traceback.

@@ -469,3 +469,26 @@ def test_model_files(tmp_path):
         fastrnn.load_model(tmp_path / "bad.npz")
     with pytest.raises(ValueError, match=".npz"):
         fastrnn.save_model(seq, tmp_path / "m.pt")
+
+
+def test_load_reads_a_whole_model_file_and_files_get_the_usual_mode(tmp_path):
+    """fastrnn.load hands a save_model file to load_model; saved files are created
+    with the umask's mode, not mkstemp's private 0600."""
+    import os
+
+    model = fastrnn.Sequential(fastrnn.Embedding(10, 4), fastrnn.LSTM(4, 8, batch_first=True),
+                               fastrnn.Linear(8, 10))
+    path = tmp_path / "model.npz"
+    fastrnn.save_model(model, path)
+    loaded = fastrnn.load(path)
+    assert isinstance(loaded, fastrnn.Sequential)
+    ids = np.array([[1, 2, 3]])
+    np.testing.assert_array_equal(loaded(ids), model(ids))
+    with pytest.raises(ValueError, match="overrides"):
+        fastrnn.load(path, batch_first=False)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    layer_path = tmp_path / "layer.npz"
+    fastrnn.LSTM(3, 4).save(layer_path)
+    for p in (path, layer_path):
+        assert os.stat(p).st_mode & 0o777 == 0o666 & ~umask

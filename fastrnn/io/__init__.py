@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+import numpy as np
+
 from ..errors import ModelFileError, UnsafeModelError
 from . import _arrays, _infer, _onnx, _pickle
 from ._save import save
@@ -37,8 +39,6 @@ class ModelSpec(NamedTuple):
 
 
 def _found_from_pt(obj, source: str) -> _infer.Found:
-    import numpy as np
-
     def is_state_dict(value):
         return (
             isinstance(value, dict)
@@ -75,7 +75,6 @@ def _found_from_pt(obj, source: str) -> _infer.Found:
 
 
 def _found_from_module(obj, source: str) -> _infer.Found:
-    import numpy as np
 
     name = type(obj).torch_class
     if name not in _pickle._RNN_MODULES:
@@ -173,7 +172,8 @@ def load(path, **overrides):
     path : str or os.PathLike
         ``.pt``/``.pth`` (torch.save'd state_dict or whole nn.RNN/LSTM/GRU or
         cell; torch is not needed and no pickled code runs), ``.safetensors``,
-        ``.npz`` or ``.onnx``.
+        ``.npz`` or ``.onnx``; a ``.npz`` written by ``fastrnn.save_model`` loads
+        the whole model (as ``fastrnn.load_model``).
     **overrides
         Constructor arguments.  ``batch_first``, ``nonlinearity`` (RNN),
         ``linear_before_reset`` (GRU) and ``dtype`` ("float32"/"float64")
@@ -204,6 +204,27 @@ def load(path, **overrides):
     FileNotFoundError
         There is no such file.
     """
+    if _is_whole_model(path):  # written by fastrnn.save_model
+        from ..models import load_model
+
+        if overrides:
+            raise ValueError(
+                f"{os.fsdecode(os.fspath(path))!r} is a whole model (fastrnn.save_model); "
+                f"overrides ({', '.join(sorted(overrides))}) apply to single layers only"
+            )
+        return load_model(path)
     found = _read_found(path)
     cls, kwargs, state = _infer.resolve(found, overrides)
     return _infer.build(cls, kwargs, state, found.source)
+
+
+def _is_whole_model(path) -> bool:
+    """A .npz with fastrnn.save_model's structure entry (read without pickle)."""
+    fspath = os.fsdecode(os.fspath(path))
+    if not fspath.lower().endswith(".npz") or not os.path.isfile(fspath):
+        return False
+    try:
+        with np.load(fspath, allow_pickle=False) as npz:
+            return "__fastrnn_model__" in npz.files
+    except Exception:  # not a readable npz: the normal path says why
+        return False

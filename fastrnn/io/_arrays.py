@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 
 import numpy as np
 
@@ -167,12 +167,21 @@ def load_safetensors(path, source: str) -> Found:
     return Found(arrays=arrays, source=source, **extra)
 
 
-def _atomic_write(path, write):
-    """Write through a temporary file in the same folder, then rename."""
+def atomic_write(path, write):
+    """Write through a temporary file in the same folder, then rename, so a reader
+    never sees half a file. The temporary file is created like open() would create
+    the file itself (mode 0o666 less the umask; mkstemp would make it private)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastrnn-", suffix=".tmp", dir=folder)
-    os.close(fd)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".fastrnn-{os.getpid()}-{secrets.token_hex(8)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 random names taken
+        raise OSError(f"could not create a temporary file in {folder!r}")
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -194,7 +203,7 @@ def write_npz(path, arrays: dict, meta_json: str):
         with open(tmp, "wb") as f:
             np.savez(f, **entries)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def write_safetensors(path, arrays: dict, meta_json: str):
@@ -203,4 +212,4 @@ def write_safetensors(path, arrays: dict, meta_json: str):
     def write(tmp):
         st.numpy.save_file(arrays, tmp, metadata={SAFETENSORS_META_KEY: meta_json})
 
-    _atomic_write(path, write)
+    atomic_write(path, write)

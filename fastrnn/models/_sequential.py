@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from ..cells import GRUCell, LSTMCell, RNNCell
 from ..errors import ModelFileError
+from ..io._arrays import atomic_write
 from ..layers import GRU, LSTM, RNN
 from ._base import Module, is_torch
 from ._basic import Dropout, Embedding, LayerNorm, Linear, ReLU, Sigmoid, Softmax, Tanh
@@ -282,21 +282,12 @@ def save_model(model, path, *, meta=None) -> None:
         raise TypeError(f"meta must be JSON-serialisable ({exc})") from None
     arrays = {k: np.ascontiguousarray(a) for k, a in model.state_dict().items()}
     arrays[MODEL_KEY] = np.frombuffer(text.encode("utf-8"), np.uint8)
-    directory = os.path.dirname(os.path.abspath(fspath))
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        umask = os.umask(0)  # mkstemp makes the file private; give it the usual mode
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, fspath)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write(fspath, write)
 
 
 def load_model(path):
