@@ -512,6 +512,25 @@ def _unpickle(data, source: str, load_storage):
         ) from exc
 
 
+# A compressed zip entry may expand to at most this many times its stored size,
+# above _BOMB_FLOOR bytes: deflate reaches ~1000x only on runs of equal bytes, and
+# weights compress by a few percent (torch.save stores its entries uncompressed).
+_BOMB_RATIO = 200
+_BOMB_FLOOR = 64 << 20
+
+
+def check_zip_sizes(zf, source: str):
+    """Refuse a zip archive whose entries would expand far beyond the file (a
+    decompression bomb: a few MB that inflate to gigabytes in memory)."""
+    for info in zf.infolist():
+        if info.file_size > max(_BOMB_FLOOR, _BOMB_RATIO * info.compress_size):
+            raise ModelFileError(
+                f"{source}: zip entry {info.filename!r} would inflate from "
+                f"{info.compress_size} to {info.file_size} bytes; fastrnn refuses entries "
+                f"compressed more than {_BOMB_RATIO}x beyond {_BOMB_FLOOR >> 20} MiB"
+            )
+
+
 def _read_zip(path, source: str):
     try:
         zf = zipfile.ZipFile(path)
@@ -520,6 +539,7 @@ def _read_zip(path, source: str):
             f"{source}: not a readable zip archive ({type(exc).__name__}: {exc})"
         ) from exc
     with zf:
+        check_zip_sizes(zf, source)
         names = zf.namelist()
         pickles = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
