@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import ModelFileError, UnsafeModelError
 from ._infer import Found
+from ._pickle import check_zip_sizes
 
 __all__ = ["META_KEY", "FORMAT_VERSION", "load_npz", "load_safetensors",
            "write_npz", "write_safetensors", "parse_meta"]
@@ -87,6 +88,7 @@ def load_npz(path, source: str) -> Found:
     arrays = {}
     extra = {}
     with npz:
+        check_zip_sizes(npz.zip, source)  # before any entry is inflated
         for key in npz.files:
             try:
                 value = npz[key]
