@@ -17,6 +17,7 @@ Formats read by :func:`load`:
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import NamedTuple
 
 import numpy as np
@@ -212,10 +213,46 @@ def load(path, **overrides):
                 f"{os.fsdecode(os.fspath(path))!r} is a whole model (fastrnn.save_model); "
                 f"overrides ({', '.join(sorted(overrides))}) apply to single layers only"
             )
-        return load_model(path)
+        return _load_whole_model(load_model, path)
     found = _read_found(path)
     cls, kwargs, state = _infer.resolve(found, overrides)
     return _infer.build(cls, kwargs, state, found.source)
+
+
+def _load_whole_model(load_model, path):
+    """load_model behind the same guards as the layer readers: no decompression
+    bomb, an object array is UnsafeModelError, and a reader failing on a corrupt
+    file any other way is a ModelFileError."""
+    fspath = os.fsdecode(os.fspath(path))
+    source = repr(fspath)
+    try:
+        with zipfile.ZipFile(fspath) as zf:
+            _pickle.check_zip_sizes(zf, source)
+            for info in zf.infolist():
+                with zf.open(info) as f:  # the .npy header only, nothing inflated beyond it
+                    try:
+                        version = np.lib.format.read_magic(f)
+                        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                else np.lib.format.read_array_header_2_0)
+                        dtype = read(f)[2]
+                    except Exception:  # not a .npy: load_model says what is wrong
+                        continue
+                if dtype.hasobject:
+                    raise UnsafeModelError(
+                        f"{source}: entry {info.filename!r} is an object array, which would "
+                        "need pickle to load; refused -- weights must be numeric arrays"
+                    )
+        return load_model(fspath)
+    except (ModelFileError, FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except RecursionError as exc:
+        raise ModelFileError(f"{source}: the file nests too deeply to read") from exc
+    except MemoryError as exc:
+        raise ModelFileError(f"{source}: the file asks for more memory than there is") from exc
+    except Exception as exc:
+        raise ModelFileError(
+            f"{source}: corrupt or unreadable ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def _is_whole_model(path) -> bool:
