@@ -4,8 +4,9 @@
  *
  * B is packed (layers/pack.c): a panel is K rows of W = NV*VL values, contiguous,
  * panels `bs` elements apart. A tile covers MR rows of A (row r at a + r*lda) and
- * NP consecutive panels, and leaves MR x NP*NV vectors in c (row stride NP*NV*VL),
- * an L1-resident scratch the cell epilogue reads right away.
+ * NP consecutive panels, and leaves MR x NP*NV vectors in c (row stride ldc): an
+ * L1-resident scratch the cell epilogue reads right away or, with a bias, the
+ * input projections themselves (acc + bias stored straight from the registers).
  *
  * Every element of every tile shape is the same sequential chain
  *     acc = 0; for k in 0..K-1: acc = fma(a[k], b[k], acc)
@@ -22,7 +23,7 @@
 #define FRN_TILE_DEF(MR, NP, NV)                                                       \
     static inline __attribute__((always_inline)) void FN(tile_##MR##_##NP##_##NV)(     \
         int K, const FRN_T *restrict a, ptrdiff_t lda, const FRN_T *restrict b,        \
-        ptrdiff_t bs, FRN_T *restrict c)                                               \
+        ptrdiff_t bs, FRN_T *restrict c, ptrdiff_t ldc, const FRN_T *restrict bias)    \
     {                                                                                  \
         VT acc[MR][NP * NV];                                                           \
         _Pragma("GCC unroll 32") for (int r = 0; r < MR; r++)                          \
@@ -39,9 +40,15 @@
                                acc[r][p * NV + v]);                                    \
             }                                                                          \
         }                                                                              \
-        _Pragma("GCC unroll 32") for (int r = 0; r < MR; r++)                          \
-            _Pragma("GCC unroll 32") for (int j = 0; j < NP * NV; j++)                 \
-                V(store)(c + r * (NP * NV * VL) + j * VL, acc[r][j]);                  \
+        if (bias) {                                                                    \
+            _Pragma("GCC unroll 32") for (int r = 0; r < MR; r++)                      \
+                _Pragma("GCC unroll 32") for (int j = 0; j < NP * NV; j++)             \
+                    V(store)(c + r * ldc + j * VL, V(add)(acc[r][j], V(load)(bias + j * VL))); \
+        } else {                                                                       \
+            _Pragma("GCC unroll 32") for (int r = 0; r < MR; r++)                      \
+                _Pragma("GCC unroll 32") for (int j = 0; j < NP * NV; j++)             \
+                    V(store)(c + r * ldc + j * VL, acc[r][j]);                         \
+        }                                                                              \
     }
 
 FRN_TILE_DEF(1, 1, 3)
@@ -70,11 +77,12 @@ FRN_TILE_DEF(6, 1, 4)
  * np must be 1 when mr > 1.
  */
 static inline void FN(tile)(int nv, int mr, int np, int K, const FRN_T *a, ptrdiff_t lda,
-                            const FRN_T *b, ptrdiff_t bs, FRN_T *c)
+                            const FRN_T *b, ptrdiff_t bs, FRN_T *c, ptrdiff_t ldc,
+                            const FRN_T *bias)
 {
 #define FRN_TILE_CASE(MR, NP, NV)                                                      \
     case (MR) * 100 + (NP) * 10 + (NV):                                                \
-        FN(tile_##MR##_##NP##_##NV)(K, a, lda, b, bs, c);                              \
+        FN(tile_##MR##_##NP##_##NV)(K, a, lda, b, bs, c, ldc, bias);                   \
         return;
     switch (mr * 100 + np * 10 + nv) {
         FRN_TILE_CASE(1, 1, 3)

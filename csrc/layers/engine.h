@@ -57,18 +57,7 @@ static inline void FN(epilogue)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hn
                                 int r0, int mr, int p0, int npg, const FRN_T *acc)
 {
     switch (ph->epi) {
-    case FRN_EPI_XP: {
-        const int W = ph->nv * VL;
-        for (int r = 0; r < mr; r++)
-            for (int q = 0; q < npg; q++)
-                for (int v = 0; v < ph->nv; v++) {
-                    const ptrdiff_t col = (ptrdiff_t)(p0 + q) * W + v * VL;
-                    V(store)(ph->xp + (ptrdiff_t)(r0 + r) * ph->xw + col,
-                             V(add)(V(load)(acc + ((ptrdiff_t)r * npg + q) * W + v * VL),
-                                    V(load)(ph->bias + col)));
-                }
-        return;
-    }
+    case FRN_EPI_XP: return; /* stored by the tile itself (tile_epi) */
     case FRN_EPI_LSTM: FN(epi_lstm)(C, hnext, s, r0, mr, p0, npg, acc); return;
     case FRN_EPI_PROJ: FN(epi_proj)(C, hnext, s, r0, mr, p0, npg, acc); return;
     case FRN_EPI_GRU: FN(epi_gru)(C, hnext, s, r0, mr, p0, npg, acc); return;
@@ -98,6 +87,23 @@ static inline int FN(phase_chunk)(const FN(phase) *ph, long items, int nt)
     if (ph->rows != 1) return 1;
     const double share = (double)items / nt * ph->bs * sizeof(FRN_T);
     return share <= 96.0 * 1024 ? 2 : 4;
+}
+
+/* One tile and its epilogue; input projections go straight from the registers to
+   XP with their bias. */
+static inline void FN(tile_epi)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s,
+                                int r0, int mr, int p, int npg, FRN_T *acc)
+{
+    const FRN_T *a = ph->a + (ptrdiff_t)r0 * ph->lda, *b = ph->b + (ptrdiff_t)p * ph->bs;
+    if (ph->epi == FRN_EPI_XP) {
+        const ptrdiff_t col = (ptrdiff_t)p * ph->nv * VL;
+        FN(tile)(ph->nv, mr, npg, ph->K, a, ph->lda, b, ph->bs,
+                 ph->xp + (ptrdiff_t)r0 * ph->xw + col, ph->xw, ph->bias + col);
+        return;
+    }
+    FN(tile)(ph->nv, mr, npg, ph->K, a, ph->lda, b, ph->bs, acc, (ptrdiff_t)npg * ph->nv * VL,
+             NULL);
+    FN(epilogue)(ph, C, hnext, s, r0, mr, p, npg, acc);
 }
 
 /*
@@ -137,14 +143,9 @@ static void FN(run_items)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ct
                     __builtin_prefetch(next + o, 0, 2);
             }
         }
-        FN(tile)(ph->nv, mr, npg, ph->K, ph->a + (ptrdiff_t)r0 * ph->lda, ph->lda,
-                 ph->b + (ptrdiff_t)p * ph->bs, ph->bs, acc);
-        FN(epilogue)(ph, C, hnext, s, r0, mr, p, npg, acc);
-        if (ph2) { /* the same units and rows through a second phase (streams) */
-            FN(tile)(ph2->nv, mr, npg, ph2->K, ph2->a + (ptrdiff_t)r0 * ph2->lda, ph2->lda,
-                     ph2->b + (ptrdiff_t)p * ph2->bs, ph2->bs, acc);
-            FN(epilogue)(ph2, C, hnext, s, r0, mr, p, npg, acc);
-        }
+        FN(tile_epi)(ph, C, hnext, s, r0, mr, p, npg, acc);
+        if (ph2) /* the same units and rows through a second phase (streams) */
+            FN(tile_epi)(ph2, C, hnext, s, r0, mr, p, npg, acc);
         done += npg;
     }
 }
