@@ -60,6 +60,9 @@ _STATE_PASSTHROUGH = {"Expand", "Identity", "Reshape", "Unsqueeze", "Squeeze",
 _ONNX_HINT = "install it with: pip install onnx (or pip install 'fastrnn[onnx]')"
 
 _RUNTIME = object()  # marker: a tensor that depends on graph inputs
+# Constant subgraphs may compute this many values per byte of the model, or this many.
+_CONSTANT_VALUES_PER_BYTE = 16
+_MIN_CONSTANT_VALUES = 1 << 24
 
 
 class _Graph:
@@ -152,6 +155,7 @@ class _Graph:
             [t for t in self.graph.initializer if t.name in used],
         )
         model = helper.make_model(sub, opset_imports=list(self.model.opset_import))
+        self._check_sizes(model, name)
         try:
             from onnx.reference import ReferenceEvaluator
 
@@ -162,6 +166,40 @@ class _Graph:
                 f"({type(exc).__name__}: {exc})"
             )
         return np.asarray(out)
+
+    def _check_sizes(self, model, name):
+        """Evaluate a constant subgraph only when ONNX shape inference knows every
+        tensor in it and, together, they hold at most _CONSTANT_VALUES_PER_BYTE
+        values per byte of the model (at least _MIN_CONSTANT_VALUES): otherwise a
+        file of a few hundred bytes (a ConstantOfShape of [1, 60000, 20000]) makes
+        the evaluator allocate gigabytes. The subgraphs of real exports slice and
+        concatenate the file's own initializers, far within the bound."""
+        limit = max(_MIN_CONSTANT_VALUES, _CONSTANT_VALUES_PER_BYTE * self.model.ByteSize())
+        try:
+            inferred = self.onnx.shape_inference.infer_shapes(model, data_prop=True)
+        except Exception as exc:
+            self.fail(f"cannot size the constant subgraph that computes {name!r} "
+                      f"({type(exc).__name__}: {exc})")
+        total = 0
+        for info in list(inferred.graph.value_info) + list(inferred.graph.output):
+            t = info.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+            if not t.HasField("shape") or any(d < 0 for d in dims):
+                self.fail(
+                    f"the constant subgraph that computes {name!r} makes tensor "
+                    f"{info.name!r} of a size ONNX shape inference cannot tell; fastrnn "
+                    "evaluates constant subgraphs of known sizes only (export with "
+                    "do_constant_folding=True, or fold the constants)"
+                )
+            count = 1
+            for d in dims:
+                count *= d
+            total += count
+        if total > limit:
+            self.fail(
+                f"the constant subgraph that computes {name!r} makes {total} values; a "
+                f"model of {self.model.ByteSize()} bytes may make at most {limit}"
+            )
 
     def walk_back(self, name, allowed):
         """Follow input 0 back through ``allowed`` ops; returns (path, end)."""
