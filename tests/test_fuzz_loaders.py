@@ -676,8 +676,9 @@ def _deflated(name, size):
 
 def test_crafted_resource_bombs_are_refused_quickly(tmp_path):
     """A memo index of 2**30 (the C unpickler would allocate its memo table for it),
-    a tuple doubled 60 times through the memo and hashed as a dict key, and zip
-    entries deflated from hundreds of MB: each refused as ModelFileError, fast."""
+    a tuple doubled 60 times through the memo and hashed as a dict key, zip entries
+    deflated from hundreds of MB, and an ONNX constant subgraph asking for gigabytes:
+    each refused as ModelFileError, fast."""
     d = tmp_path / "bombs"
     d.mkdir()
     files = {
@@ -688,6 +689,20 @@ def test_crafted_resource_bombs_are_refused_quickly(tmp_path):
         "zip.pt": _deflated("archive/data.pkl", 300 << 20),
         "zip.npz": _deflated("weight_ih_l0.npy", 300 << 20),
     }
+    need("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    # W computed by ConstantOfShape [1, 60000, 20000]: 388 bytes asking for 4.8 GB
+    shape = numpy_helper.from_array(np.array([1, 3 * 20000, 20000], np.int64), "shape")
+    fill = helper.make_node("ConstantOfShape", ["shape"], ["W"],
+                            value=numpy_helper.from_array(np.array([0.5], np.float32)))
+    R = numpy_helper.from_array(np.zeros((1, 3 * H, H), np.float32), "R")
+    gru = helper.make_node("GRU", ["X", "W", "R"], ["Y", "Yh"], hidden_size=H)
+    graph = helper.make_graph(
+        [fill, gru], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, None, I])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], [shape, R])
+    files["constant.onnx"] = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 14)]).SerializeToString()
     cases = []
     for name, data in files.items():
         (d / name).write_bytes(data)
