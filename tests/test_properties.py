@@ -6,7 +6,9 @@ sizes around the tile widths, layers, directions, batch_first, bias, batch
 and thread count -- and holds the C kernels to ``fastrnn.reference`` in float64:
 within 1e-12 for float64 layers and ``f32_tolerance`` for float32 ones. Streams
 must equal the whole-sequence call, cells the reference cell, and every result
-must be bitwise the same for one thread and for the drawn count.
+must be bitwise the same for one thread and for the drawn count. Generation
+(Seq2Seq and LanguageModel, the decoding loop in C) keeps its invariants on random
+models: ids in range, log-probabilities <= 0, eos padding, thread invariance.
 
 The runs are reproducible and bounded: ``derandomize=True`` (a fixed sequence of
 examples for each test, no example database) and a fixed ``max_examples``; about
@@ -277,3 +279,118 @@ def test_linear_matches_numpy(n_in, n_out, lead, bias, dtype, isa, threads, seed
     want = x.astype(np.float64) @ sd["weight"].T + (sd["bias"] if bias else 0.0)
     assert got.shape == tuple(lead) + (n_out,) and got.dtype == np.dtype(dtype)
     assert_close(got, want, dtype, n_in, f"Linear({n_in}, {n_out}) {lead} {dtype} {isa}")
+
+
+# --------------------------------------------------------------------------------------
+# Generation (the decoding loop in C): invariants on random models
+# --------------------------------------------------------------------------------------
+
+
+@st.composite
+def seq2seqs(draw):
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    cls = draw(st.sampled_from([fastrnn.LSTM, fastrnn.GRU]))
+    V, E, He = draw(st.integers(2, 12)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    L, bidir = draw(st.integers(1, 2)), draw(st.booleans())
+    seed = draw(st.integers(0, 2**31 - 1))
+    Hd = He * (2 if bidir else 1)
+    enc = fastrnn.Sequential(fastrnn.Embedding(V, E, dtype=dtype, seed=seed),
+                             cls(E, He, L, batch_first=True, bidirectional=bidir, dtype=dtype,
+                                 seed=seed + 1))
+    parts = [fastrnn.Embedding(V, E, dtype=dtype, seed=seed + 2),
+             cls(E, Hd, L, batch_first=True, dtype=dtype, seed=seed + 3)]
+    attn = draw(st.sampled_from([None, "dot", "additive"]))
+    feat = Hd
+    if attn == "dot":
+        parts.append(fastrnn.Attention("dot"))
+        feat = 2 * Hd
+    elif attn == "additive":
+        parts.append(fastrnn.Attention("additive", Hd, Hd, draw(st.integers(1, 6)),
+                                       dtype=dtype, seed=seed + 4))
+        feat = 2 * Hd
+    parts.append(fastrnn.Linear(feat, V, dtype=dtype, seed=seed + 5))
+    model = fastrnn.Seq2Seq(enc, fastrnn.Sequential(*parts))
+    if draw(st.booleans()):  # sharper distributions: ties and saturated log-probabilities
+        model.load_state_dict({k: v * draw(st.sampled_from([0.0, 8.0, 50.0]))
+                               for k, v in model.state_dict().items()})
+    if draw(st.integers(0, 9)) == 0:  # a non-finite output weight: NaN/Inf logits
+        sd = model.state_dict()
+        key = [k for k in sd if k.endswith("weight")][-1]
+        sd[key] = sd[key].copy()
+        sd[key].flat[0] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+        model.load_state_dict(sd)
+    return model, V, dtype
+
+
+def check_generated(tokens, logp, B, V, max_len, eos, dtype, what):
+    assert tokens.dtype == np.int64 and logp.dtype == np.dtype(dtype), what
+    assert tokens.shape == logp.shape and tokens.shape[0] == B and tokens.shape[1] <= max_len
+    assert np.all((tokens >= 0) & (tokens < V)), f"token ids out of [0, {V}): {what}"
+    assert not np.any(logp > 1e-6), f"a log-probability above 0: {what}"
+    if eos is not None:
+        for b in range(B):
+            ends = np.flatnonzero(tokens[b] == eos)
+            if ends.size:
+                assert np.all(tokens[b, ends[0]:] == eos) and np.all(logp[b, ends[0] + 1:] == 0)
+
+
+@settings(1500)
+@hypothesis.given(model=seq2seqs(), data=st.data())
+def test_seq2seq_generation_invariants(model, data):
+    model, V, dtype = model
+    draw = data.draw
+    B, S = draw(st.integers(0, 4), label="B"), draw(st.integers(1, 6), label="S")
+    src = np.asarray(draw(st.lists(st.lists(st.integers(0, V - 1), min_size=S, max_size=S),
+                                   min_size=B, max_size=B), label="src"),
+                     dtype=np.int64).reshape(B, S)
+    lengths = draw(st.one_of(st.none(), st.lists(st.integers(1, S), min_size=B, max_size=B)),
+                   label="lengths") if B else None
+    max_len = draw(st.integers(1, 8), label="max_len")
+    bos, eos = draw(st.integers(0, V - 1), label="bos"), draw(st.integers(0, V - 1), label="eos")
+    beam = draw(st.integers(1, V + 3), label="beam_width")
+    temp = draw(st.sampled_from([0.0, 0.0, 0.5, 2.0]), label="temperature") if beam == 1 else 0.0
+    kw = dict(max_len=max_len, bos=bos, eos=eos, beam_width=beam, temperature=temp, seed=7,
+              length_penalty=draw(st.sampled_from([0.0, 0.6, 1.0]), label="length_penalty"),
+              lengths=lengths)
+    isa, threads = draw(st.sampled_from(AVAILABLE), label="isa"), draw(st.integers(1, 3))
+    with engine(isa, threads):
+        tokens, logp = model.generate(src, **kw)
+    with engine(isa, 1):
+        again = model.generate(src, **kw)
+    what = f"B={B} S={S} V={V} {kw} {dtype} {isa}"
+    check_generated(tokens, logp, B, V, max_len, eos, dtype, what)
+    assert np.array_equal(tokens, again[0]), f"tokens depend on the thread count: {what}"
+    assert np.array_equal(logp, again[1], equal_nan=True), f"logp differ: {what}"
+
+
+@settings(1000)
+@hypothesis.given(data=st.data())
+def test_language_model_generation_invariants(data):
+    draw = data.draw
+    dtype = draw(st.sampled_from(["float32", "float64"]), label="dtype")
+    cls = draw(st.sampled_from([fastrnn.RNN, fastrnn.LSTM, fastrnn.GRU]), label="cell")
+    V, E, Hh = draw(st.integers(2, 12)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    seed = draw(st.integers(0, 2**31 - 1))
+    lm = fastrnn.LanguageModel(fastrnn.Sequential(
+        fastrnn.Embedding(V, E, dtype=dtype, seed=seed),
+        cls(E, Hh, draw(st.integers(1, 2)), batch_first=draw(st.booleans()), dtype=dtype,
+            seed=seed + 1),
+        fastrnn.Linear(Hh, V, dtype=dtype, seed=seed + 2)))
+    B, P = draw(st.integers(0, 4), label="B"), draw(st.integers(1, 5), label="P")
+    prompt = np.asarray(draw(st.lists(st.lists(st.integers(0, V - 1), min_size=P, max_size=P),
+                                      min_size=B, max_size=B)), dtype=np.int64).reshape(B, P)
+    lengths = draw(st.one_of(st.none(), st.lists(st.integers(1, P), min_size=B, max_size=B))) \
+        if B else None
+    eos = draw(st.one_of(st.none(), st.integers(0, V - 1)), label="eos")
+    beam = draw(st.integers(1, V + 2), label="beam_width")
+    temp = draw(st.sampled_from([0.0, 1.0]), label="temperature") if beam == 1 else 0.0
+    max_len = draw(st.integers(1, 8), label="max_len")
+    isa, threads = draw(st.sampled_from(AVAILABLE), label="isa"), draw(st.integers(1, 3))
+    kw = dict(max_len=max_len, eos=eos, beam_width=beam, temperature=temp, seed=3,
+              lengths=lengths)
+    with engine(isa, threads):
+        tokens, logp = lm.generate(prompt, **kw)
+    what = f"{cls.__name__} B={B} P={P} V={V} {kw} {dtype} {isa}"
+    check_generated(tokens, logp, B, V, max_len, eos, dtype, what)
+    if eos is None:
+        assert tokens.shape == (B, max_len if B else 0), what
