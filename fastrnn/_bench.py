@@ -262,7 +262,7 @@ def _measure_references(cases, threads, quick, progress, refs=None) -> dict:
     Called before and after the cases; with ``refs`` from the first call, the
     better figure of the two is kept (see ``_bench_machine``: yardsticks are bests).
     """
-    refs = refs or {"gemm_peak": {}, "matvec": {}}
+    refs = refs or {"gemm_peak": {}, "matvec": {}, "matvec_fastrnn": {}}
     for n in threads:
         progress.detail(f"NumPy GEMM peak at {n} thread{'s' if n > 1 else ''}")
         new = machine.gemm_peak(n, quick=quick)
@@ -275,6 +275,11 @@ def _measure_references(cases, threads, quick, progress, refs=None) -> dict:
         old = refs["matvec"].get(shape)
         if old is None or new["gbytes_per_s"] > old["gbytes_per_s"]:
             refs["matvec"][shape] = new
+        progress.detail(f"fastrnn matvec read rate {shape[0]}×{shape[1]}")
+        new = machine.fastrnn_matvec_bandwidth(*shape, quick=quick)
+        old = refs["matvec_fastrnn"].get(shape)
+        if old is None or new["gbytes_per_s"] > old["gbytes_per_s"]:
+            refs["matvec_fastrnn"][shape] = new
     return refs
 
 

@@ -24,7 +24,8 @@ import fastrnn
 
 from ._bench_core import time_calls
 
-__all__ = ["OtherLoad", "blas_threads", "gemm_peak", "machine_info", "matvec_bandwidth"]
+__all__ = ["OtherLoad", "blas_threads", "gemm_peak", "machine_info", "matvec_bandwidth",
+           "fastrnn_matvec_bandwidth"]
 
 
 def blas_threads(n: int):
@@ -154,6 +155,36 @@ def matvec_bandwidth(rows: int, cols: int, quick: bool = False) -> dict:
     with blas_threads(1):
         t0 = _best_time(lambda: np.matmul(w0, v0, out=o0), 0.002, samples)
         t = _best_time(lambda: np.matmul(w, v, out=out), 0.005, samples)
+    net = t - t0 if t > 1.5 * t0 else t
+    return {"gbytes_per_s": w.nbytes / net / 1e9, "bytes": int(w.nbytes), "seconds": t,
+            "overhead_seconds": t0, "shape": [rows, cols]}
+
+
+def fastrnn_matvec_bandwidth(rows: int, cols: int, quick: bool = False) -> dict:
+    """Read rate of fastrnn's own packed micro-kernels on ``W @ v`` for W (rows, cols),
+    one thread (``fastrnn.Linear``'s engine, the tiles of a batch-1 step).
+
+    The floor a batch-1 step cannot beat while it reads all of W_hh once: at sizes
+    that fit in L2 it shows what the cache delivers, which NumPy's matvec (above)
+    does not reach. Same method as :func:`matvec_bandwidth`.
+    """
+    import fastrnn
+    from fastrnn import _kernels
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    v = rng.standard_normal((1, cols)).astype(np.float32)
+    out = np.empty((1, rows), np.float32)
+    lin, lin0 = _kernels.Linear(w, None), _kernels.Linear(np.ones((16, 16), np.float32), None)
+    v0, o0 = np.ones((1, 16), np.float32), np.empty((1, 16), np.float32)
+    samples = 3 if quick else 7
+    before = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(1)
+    try:
+        t0 = _best_time(lambda: lin0.apply(v0, o0, 1), 0.002, samples)
+        t = _best_time(lambda: lin.apply(v, out, 1), 0.005, samples)
+    finally:
+        fastrnn.set_num_threads(before)
     net = t - t0 if t > 1.5 * t0 else t
     return {"gbytes_per_s": w.nbytes / net / 1e9, "bytes": int(w.nbytes), "seconds": t,
             "overhead_seconds": t0, "shape": [rows, cols]}

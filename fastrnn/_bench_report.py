@@ -190,6 +190,13 @@ def _header(info: dict, refs: dict, threads: list) -> list:
         lines += _wrap("Matvec", "NumPy float32 W_hh @ h read rate, 1 thread, best sample: "
                        + "; ".join(f"{r}×{c} ({_size(b['bytes'])}) {_sig(b['gbytes_per_s'])} GB/s"
                                    for (r, c), b in sorted(bws.items())))
+    own = refs.get("matvec_fastrnn", {})
+    if own:
+        lines += _wrap("Floor", "fastrnn's own micro-kernels on the same W_hh @ h, 1 thread "
+                       "(what one read of W_hh per step costs at least): " + "; ".join(
+                           f"{r}×{c} {_sig(b['gbytes_per_s'])} GB/s = "
+                           f"{_sig(b['bytes'] / b['gbytes_per_s'] / 1e3)} µs"
+                           for (r, c), b in sorted(own.items())))
     return lines
 
 
@@ -363,6 +370,10 @@ def to_json(info: dict, refs: dict, settings: dict, results: list) -> str:
             "gemm_peak": {str(t): p for t, p in sorted(refs.get("gemm_peak", {}).items())},
             "matvec_bandwidth": [
                 {"rows": r, "cols": c, **b} for (r, c), b in sorted(refs.get("matvec", {}).items())
+            ],
+            "fastrnn_matvec_bandwidth": [
+                {"rows": r, "cols": c, **b}
+                for (r, c), b in sorted(refs.get("matvec_fastrnn", {}).items())
             ],
         },
         "units": {"median_s": "seconds per call (streaming: per pass of T step calls)",
