@@ -742,10 +742,6 @@ def test_crafted_whole_models_through_load(tmp_path):
             fastrnn.load(path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fastrnn/models/_sequential.py load_model, called directly, lets a corrupt file's "
-    "AttributeError / RecursionError through and reads an object array as ModelFileError, "
-    "not UnsafeModelError (fastrnn.load guards it in fastrnn/io/__init__.py)"))
 def test_load_model_directly_on_crafted_files(tmp_path):
     if not hasattr(fastrnn, "load_model"):
         pytest.skip("no fastrnn.load_model")

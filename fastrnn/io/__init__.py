@@ -206,21 +206,21 @@ def load(path, **overrides):
         There is no such file.
     """
     if _is_whole_model(path):  # written by fastrnn.save_model
-        from ..models import load_model
+        from ..models._sequential import _read_model
 
         if overrides:
             raise ValueError(
                 f"{os.fsdecode(os.fspath(path))!r} is a whole model (fastrnn.save_model); "
                 f"overrides ({', '.join(sorted(overrides))}) apply to single layers only"
             )
-        return _load_whole_model(load_model, path)
+        return _load_whole_model(_read_model, path)
     found = _read_found(path)
     cls, kwargs, state = _infer.resolve(found, overrides)
     return _infer.build(cls, kwargs, state, found.source)
 
 
-def _load_whole_model(load_model, path):
-    """load_model behind the same guards as the layer readers: no decompression
+def _load_whole_model(reader, path):
+    """A whole-model reader behind the same guards as the layer readers: no decompression
     bomb, an object array is UnsafeModelError, and a reader failing on a corrupt
     file any other way is a ModelFileError."""
     fspath = os.fsdecode(os.fspath(path))
@@ -235,14 +235,14 @@ def _load_whole_model(load_model, path):
                         read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                 else np.lib.format.read_array_header_2_0)
                         dtype = read(f)[2]
-                    except Exception:  # not a .npy: load_model says what is wrong
+                    except Exception:  # not a .npy: the reader says what is wrong
                         continue
                 if dtype.hasobject:
                     raise UnsafeModelError(
                         f"{source}: entry {info.filename!r} is an object array, which would "
                         "need pickle to load; refused -- weights must be numeric arrays"
                     )
-        return load_model(fspath)
+        return reader(fspath)
     except (ModelFileError, FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except RecursionError as exc:

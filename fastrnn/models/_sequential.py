@@ -293,7 +293,15 @@ def save_model(model, path, *, meta=None) -> None:
 def load_model(path):
     """Read a file written by :func:`save_model`; returns the model with its
     ``meta`` dict as the attribute ``meta``. ModelFileError for anything else or a
-    corrupt file."""
+    corrupt file, UnsafeModelError for an entry that would need pickle; the same
+    guards as :func:`fastrnn.load` (which calls this for such files)."""
+    from ..io import _load_whole_model
+
+    return _load_whole_model(_read_model, path)
+
+
+def _read_model(path):
+    """load_model's reader, behind io's guards (zip sizes, object arrays, errors)."""
     fspath = os.fspath(path)
     source = repr(fspath)
     try:
