@@ -320,9 +320,17 @@ class Policy:
         Seconds the float64 reference may spend on the check; beyond it the check
         covers a prefix of the sequence (at least ``oracle_min_steps`` steps).
     oracle_min_steps : int
+    switch_gap : float
+        Seconds of idle time before each multi-thread sample of an engine that
+        follows another engine's: thread pools spin-wait after a call (libgomp for
+        tens of milliseconds, ONNX Runtime too), and an engine started while another
+        one's pool still spins shares the cores with it -- measured here, a 2-thread
+        fastrnn LSTM H=1024 sample right after ONNX Runtime's ran at about the
+        1-thread speed, 1.9x slower than on its own. Not part of any timing.
     """
 
     budget: float = 0.5
+    switch_gap: float = 0.03
     min_repeats: int = 5
     max_repeats: int = 200
     repeats: Optional[int] = None
@@ -475,6 +483,8 @@ def run_case(case: Case, engines: list, policy: Policy, oracle: Callable[[int], 
         shift = r % len(live)
         for tm in live[shift:] + live[:shift]:
             progress(f"timing {tm.result.engine}")
+            if case.threads > 1 and len(live) > 1:
+                time.sleep(policy.switch_gap)  # let the last engine's pool stop spinning
             t0 = time.perf_counter()
             if tm.warm_each and len(live) > 1:
                 tm.call()
