@@ -8,8 +8,10 @@
  * A plan remembers the ISA it was packed for and always runs that ISA's kernels.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dispatch.h"
 #include "layers/omp.h"
@@ -162,9 +164,116 @@ void *frn_workspace(size_t bytes)
 
 /* ---- streams ---- */
 
+/* ---- a stream's helper threads (see struct frn_stream in layers/plan.h) ---- */
+
+typedef struct {
+    frn_stream *S;
+    int tid;
+} frn_helper_arg;
+
+/* Spin this many rounds (~1-3 ms) for the next step before sleeping: back-to-back
+   steps find the helpers awake, an idle stream costs no CPU. */
+#define FRN_HELPER_SPIN 20000
+
+static void *frn_helper_main(void *varg)
+{
+    frn_helper_arg *arg = varg;
+    frn_stream *S = arg->S;
+    const int tid = arg->tid;
+    free(arg);
+    uint64_t seen = atomic_load(&S->base);
+    for (;;) {
+        uint64_t base;
+        unsigned spin = 0;
+        while ((base = atomic_load(&S->base)) == seen && !atomic_load(&S->quit)) {
+            if (++spin < FRN_HELPER_SPIN) {
+                frn_cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(S->mu);
+            atomic_fetch_add(&S->sleepers, 1);
+            while (atomic_load(&S->base) == seen && !atomic_load(&S->quit))
+                pthread_cond_wait(S->cv, S->mu);
+            atomic_fetch_sub(&S->sleepers, 1);
+            pthread_mutex_unlock(S->mu);
+            spin = 0;
+        }
+        if (atomic_load(&S->quit)) return NULL;
+        seen = base;
+        frn_sched_wait(S->sched, base + 1); /* the step's arguments are out */
+        if (tid < atomic_load(&S->active)) S->team(S, tid, base + 1);
+    }
+}
+
+void frn_stream_wake(frn_stream *S)
+{
+    pthread_mutex_lock(S->mu);
+    pthread_cond_broadcast(S->cv);
+    pthread_mutex_unlock(S->mu);
+}
+
+int frn_stream_helpers(frn_stream *S, int n)
+{
+    if (n > FRN_MAX_TEAM - 1) n = FRN_MAX_TEAM - 1;
+    S->sched = NULL;
+    if (posix_memalign((void **)&S->sched, 64, sizeof(frn_sched)) != 0) return FRN_ENOMEM;
+    frn_sched_init(S->sched, n + 1);
+    /* phase 0 is the opening of the first step */
+    S->k = 0;
+    atomic_init(&S->base, UINT64_MAX);
+    atomic_init(&S->active, 1);
+    atomic_init(&S->quit, 0);
+    atomic_init(&S->sleepers, 0);
+    S->mu = malloc(sizeof(pthread_mutex_t));
+    S->cv = malloc(sizeof(pthread_cond_t));
+    S->threads = calloc((size_t)n, sizeof(pthread_t));
+    if (!S->mu || !S->cv || !S->threads) goto fail;
+    pthread_mutex_init(S->mu, NULL);
+    pthread_cond_init(S->cv, NULL);
+    S->pid = (int)getpid();
+    for (int t = 0; t < n; t++) {
+        frn_helper_arg *arg = malloc(sizeof *arg);
+        if (!arg) break;
+        arg->S = S;
+        arg->tid = t + 1;
+        if (pthread_create(&((pthread_t *)S->threads)[t], NULL, frn_helper_main, arg) != 0) {
+            free(arg);
+            break;
+        }
+        S->nhelp = t + 1;
+    }
+    if (S->nhelp > 0) return FRN_OK;
+fail:
+    free(S->mu);
+    free(S->cv);
+    free(S->threads);
+    free(S->sched);
+    S->mu = S->cv = S->threads = NULL;
+    S->sched = NULL;
+    S->nhelp = 0;
+    return FRN_ENOMEM;
+}
+
+static void frn_stream_stop(frn_stream *S)
+{
+    if (S->nhelp == 0) return;
+    atomic_store(&S->quit, 1);
+    frn_stream_wake(S);
+    if ((int)getpid() == S->pid) /* after a fork the helpers are not ours to join */
+        for (int t = 0; t < S->nhelp; t++) pthread_join(((pthread_t *)S->threads)[t], NULL);
+    pthread_mutex_destroy(S->mu);
+    pthread_cond_destroy(S->cv);
+    free(S->mu);
+    free(S->cv);
+    free(S->threads);
+    free(S->sched);
+    S->nhelp = 0;
+}
+
 void frn_stream_free(frn_stream *s)
 {
     if (!s) return;
+    frn_stream_stop(s);
     int L = s->p->d.num_layers;
     if (s->h)
         for (int i = 0; i < 2 * L; i++) free(s->h[i]);

@@ -524,8 +524,10 @@ static void FN(stream_layers)(struct frn_stream *S, FN(ctx) C, const void *x, vo
 {
     const frn_plan *P = S->p;
     const int L = P->d.num_layers, B = S->B;
+    const int rev = __atomic_load_n(&S->rev, __ATOMIC_RELAXED);
     for (int l = 0; l < L; l++) {
-        const int cur = S->cur[l];
+        /* (helpers that come late read a flipped cur: their claims then fail) */
+        const int cur = __atomic_load_n(&S->cur[l], __ATOMIC_RELAXED);
         C.w = &P->w[l];
         C.h[0] = (FRN_T *)S->h[2 * l + cur];
         C.h[1] = (FRN_T *)S->h[2 * l + (cur ^ 1)];
@@ -533,7 +535,9 @@ static void FN(stream_layers)(struct frn_stream *S, FN(ctx) C, const void *x, vo
         C.out = l == L - 1 ? (FRN_T *)out : NULL;
         C.out_sb = P->h_out;
         /* layer l > 0 reads the new state of layer l - 1 (S->cur flips after the step) */
-        const FRN_T *a = l == 0 ? (const FRN_T *)x : (const FRN_T *)S->h[2 * (l - 1) + (S->cur[l - 1] ^ 1)];
+        const FRN_T *a = l == 0 ? (const FRN_T *)x
+                                : (const FRN_T *)S->h[2 * (l - 1) +
+                                                      (__atomic_load_n(&S->cur[l - 1], __ATOMIC_RELAXED) ^ 1)];
         const ptrdiff_t lda = l == 0 ? P->d.input_size : P->ldh;
         /* When the input and recurrent panels cover the same units (all but GRU
            with lbr=False), a stream projects and steps panel by panel in one pass;
@@ -541,10 +545,29 @@ static void FN(stream_layers)(struct frn_stream *S, FN(ctx) C, const void *x, vo
            first needed next (LSTM H=512: 8 MB of W_ih and W_hh, 2 MB of L2). */
         FN(phase) px = FN(project_phase)(&C, a, lda, B);
         const int fuse = P->np_x == P->np_h && P->nv_x == P->nv_h;
-        if (!fuse) FN(run_phase)(&px, &C, NULL, 0, tm, S->rev);
-        FN(step)(&C, 0, B, 0, tm, S->rev, fuse ? &px : NULL);
+        if (!fuse) FN(run_phase)(&px, &C, NULL, 0, tm, rev);
+        FN(step)(&C, 0, B, 0, tm, rev, fuse ? &px : NULL);
     }
     if (tm) frn_sched_wait(tm->S, tm->k);
+}
+
+static FN(ctx) FN(stream_ctx)(struct frn_stream *S)
+{
+    FN(ctx) C = {0};
+    C.p = S->p;
+    C.T = 1;
+    C.perm = S->perm;
+    C.m = (FRN_T *)S->m;
+    C.z = (FRN_T *)S->z;
+    C.xp = (FRN_T *)S->xp;
+    return C;
+}
+
+/* A helper's share of the step that opened at phase k0 - 1 (dispatch.c runs it). */
+static void FN(stream_team)(struct frn_stream *S, int tid, uint64_t k0)
+{
+    FN(team) tm = {S->sched, tid, k0};
+    FN(stream_layers)(S, FN(stream_ctx)(S), S->x, S->out, &tm);
 }
 
 static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n_threads)
@@ -553,27 +576,28 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
     const int L = P->d.num_layers, B = S->B;
     /* weights a step reads: W_ih and W_hh of every layer */
     const double fma = (double)B * P->G * P->d.hidden_size * (P->h_out + P->w[0].k_in);
-    const int nt = FN(useful_threads)(fma, n_threads);
-    FN(ctx) C = {0};
-    C.p = P;
-    C.T = 1;
-    C.perm = S->perm;
-    C.m = (FRN_T *)S->m;
-    C.z = (FRN_T *)S->z;
-    C.xp = (FRN_T *)S->xp;
-    if (nt > 1) {
-        frn_sched sched;
-        frn_sched_init(&sched, nt);
-#pragma omp parallel num_threads(nt)
-        {
-            FN(team) tm = {&sched, omp_get_thread_num(), 0};
-            FN(stream_layers)(S, C, x, out, &tm);
-        }
-    } else {
-        FN(stream_layers)(S, C, x, out, NULL); /* no OpenMP region: ~0.3 us less per step */
+    int nt = FN(useful_threads)(fma, n_threads);
+    if (nt > 1 && S->nhelp == 0) {
+        S->team = FN(stream_team);
+        if (frn_stream_helpers(S, nt - 1) != FRN_OK) nt = 1; /* no threads: step alone */
     }
-    for (int l = 0; l < L; l++) S->cur[l] ^= 1;
-    S->rev ^= 1;
+    if (nt > 1 && S->nhelp > 0) {
+        /* open the step: arguments first, then the phase that lets helpers in */
+        const uint64_t k = S->k;
+        S->x = x;
+        S->out = out;
+        atomic_store(&S->active, nt < S->nhelp + 1 ? nt : S->nhelp + 1);
+        atomic_store(&S->base, k);
+        frn_sched_done(S->sched, k, 1, 1);
+        if (atomic_load(&S->sleepers) > 0) frn_stream_wake(S);
+        FN(team) tm = {S->sched, 0, k + 1};
+        FN(stream_layers)(S, FN(stream_ctx)(S), x, out, &tm);
+        S->k = tm.k;
+    } else {
+        FN(stream_layers)(S, FN(stream_ctx)(S), x, out, NULL);
+    }
+    for (int l = 0; l < L; l++) __atomic_store_n(&S->cur[l], S->cur[l] ^ 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&S->rev, S->rev ^ 1, __ATOMIC_RELAXED);
     return FRN_OK;
 }
 

@@ -25,6 +25,7 @@
 #define FRN_PLAN_H
 
 #include "../fastrnn.h"
+#include "sched.h"
 
 typedef struct {
     int k_in;      /* input features of this layer */
@@ -55,7 +56,17 @@ struct frn_plan {
     frn_dir_w *w;  /* num_layers * num_dirs */
 };
 
-/* A stream: the carried state of every layer, padded rows, ping-pong h. */
+/*
+ * A stream: the carried state of every layer, padded rows, ping-pong h.
+ *
+ * Stepped on more than one thread, a stream keeps its own helper threads (an
+ * OpenMP region per step costs ~0.9 us, as much as the arithmetic of a small
+ * step): they wait for the next step spinning, then asleep after a while without
+ * steps, and share each step's phases with the calling thread through `sched`.
+ * Phase numbers run on from step to step; a step opens with a one-item phase the
+ * caller completes once it has published the step's arguments, so a helper never
+ * sees a step before its inputs.
+ */
 struct frn_stream {
     const frn_plan *p;
     int B;
@@ -65,6 +76,20 @@ struct frn_stream {
     void **h;    /* 2 per layer, B x ldh */
     void **c;    /* per layer, B x ldh (LSTM) */
     void *m, *z, *xp;
+    /* helper threads */
+    int nhelp;
+    void *threads;          /* pthread_t[nhelp] */
+    int pid;                /* the process that started them */
+    frn_sched *sched;
+    uint64_t k;             /* the caller's next phase */
+    _Atomic uint64_t base;  /* the opening phase of the latest step */
+    _Atomic int active;     /* threads allowed on the current step */
+    _Atomic int quit;
+    _Atomic int sleepers;
+    void *mu, *cv;          /* pthread mutex and condition variable */
+    const void *x;          /* the current step's arguments */
+    void *out;
+    void (*team)(struct frn_stream *S, int tid, uint64_t k0); /* the ISA's share of a step */
 };
 
 /* A packed dense layer: panels of 4 unit blocks of VL outputs (pack.c). */
@@ -79,6 +104,10 @@ struct frn_linear {
    starting at gate g0 (pack.c). */
 void frn_pack_panels(void *dst, const void *src, int dtype, int K, int H, int vl, int npanels,
                      int U, int g0, int ng);
+
+/* Start n helper threads for a stream (dispatch.c); wake sleeping ones. */
+int frn_stream_helpers(struct frn_stream *S, int n);
+void frn_stream_wake(struct frn_stream *S);
 
 /* The calling thread's scratch block of at least `bytes`, 64-byte aligned, kept
    between calls (dispatch.c); NULL when out of memory. */
