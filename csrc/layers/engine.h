@@ -79,14 +79,16 @@ static inline long FN(phase_items)(const FN(phase) *ph, int *nrt_out)
 /*
  * Items per claim. A single row reads each panel once: a tile groups 4 panels, so
  * it has enough independent FMA chains (16 accumulators). When a thread's share
- * fits in about twice the L1, groups of 2 let the alternating sweep (below) find
- * half of it in L1: LSTM H=64 at batch 1, 0.49 -> 0.36 us per step for W_hh.
+ * is within about four L1s, groups of 2 let the alternating sweep (below) find
+ * part of it in L1: at batch 1, LSTM H=64 (64 KB of W_hh) 0.49 -> 0.36 us per
+ * step for W_hh alone, GRU H=128 (192 KB) 2.49 -> 2.37 us per step in all; LSTM
+ * H=128 (256 KB) gains nothing.
  */
 static inline int FN(phase_chunk)(const FN(phase) *ph, long items, int nt)
 {
     if (ph->rows != 1) return 1;
     const double share = (double)items / nt * ph->bs * sizeof(FRN_T);
-    return share <= 96.0 * 1024 ? 2 : 4;
+    return share <= 200.0 * 1024 ? 2 : 4;
 }
 
 /* One tile and its epilogue; input projections go straight from the registers to
