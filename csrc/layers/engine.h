@@ -404,7 +404,12 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     /* chunks: about 1M values of XP and 256k of gathered inputs, at least a step */
     int kmax = P->d.input_size > D * HO ? P->d.input_size : D * HO;
     F.lda_a = ((ptrdiff_t)kmax + 15) & ~(ptrdiff_t)15;
-    long cap = (1L << 20) / P->xw;
+    /* Rows per chunk: few enough that the chunk's projections (read back by the
+       steps) stay in L2 -- 256k values -- but at least 256, so that reading W_ih
+       once per chunk stays small against the chunk's arithmetic (about 10/rows of
+       it here: L3 at ~30 GB/s against ~150 GFLOP/s). */
+    long cap = (1L << 18) / P->xw;
+    if (cap < 256) cap = 256;
     long cap_a = (1L << 18) / F.lda_a;
     if (cap_a < cap) cap = cap_a;
     if (cap < B) cap = B;
