@@ -31,6 +31,8 @@ typedef struct {
    this is its last valid step. */
 #ifndef FRN_ROWPOS_DEFINED
 #define FRN_ROWPOS_DEFINED
+/* unit blocks x rows an epilogue call may cover (layers/engine.h, run_row) */
+#define FRN_EPI_MAX 64
 typedef struct {
     int b, t, last;
 } frn_rowpos;

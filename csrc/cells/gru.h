@@ -13,28 +13,28 @@ static inline void FN(epi_gru)(const FN(ctx) *C, FRN_T *hnext, int s, int r0, in
     const frn_plan *P = C->p;
     const FRN_T *bhn = (const FRN_T *)C->w->bias_hn;
     const FRN_T *hprev = C->h[0] == hnext ? C->h[1] : C->h[0];
-    for (int q = 0; q < npg; q++) {
-        const int j = p0 + q;
-        /* in two stages over the tile's rows, as in lstm.h: r and z of every row,
-           then n and h' of every row */
-        VT rg[FRN_MR_MAX3], zg[FRN_MR_MAX3];
+    /* in two stages over every (unit block, row), as in lstm.h: r and z, then n
+       and h' */
+    VT rg[FRN_EPI_MAX], zg[FRN_EPI_MAX];
+    for (int q = 0; q < npg; q++)
         for (int r = 0; r < mr; r++) {
+            const int j = p0 + q, e = q * mr + r;
             const FRN_T *a = acc + ((ptrdiff_t)r * npg + q) * 3 * VL;
             const FRN_T *x = C->xp + (ptrdiff_t)(r0 + r) * P->xw + (ptrdiff_t)j * 3 * VL;
-            rg[r] = FN(vsigmoid)(V(add)(V(load)(a), V(load)(x)));
-            zg[r] = FN(vsigmoid)(V(add)(V(load)(a + VL), V(load)(x + VL)));
+            rg[e] = FN(vsigmoid)(V(add)(V(load)(a), V(load)(x)));
+            zg[e] = FN(vsigmoid)(V(add)(V(load)(a + VL), V(load)(x + VL)));
         }
+    for (int q = 0; q < npg; q++)
         for (int r = 0; r < mr; r++) {
-            const int bp = r0 + r;
+            const int j = p0 + q, bp = r0 + r, e = q * mr + r;
             const frn_rowpos rp = FN(rowpos)(C, bp, s);
             const FRN_T *a = acc + ((ptrdiff_t)r * npg + q) * 3 * VL;
             const FRN_T *x = C->xp + (ptrdiff_t)bp * P->xw + (ptrdiff_t)j * 3 * VL;
             VT hn = V(add)(V(load)(a + 2 * VL), V(load)(bhn + j * VL));
-            VT n = FN(vtanh)(V(fma)(rg[r], hn, V(load)(x + 2 * VL)));
+            VT n = FN(vtanh)(V(fma)(rg[e], hn, V(load)(x + 2 * VL)));
             VT h = V(load)(hprev + (ptrdiff_t)bp * P->ldh + j * VL);
-            FN(emit_h)(C, hnext, bp, rp, j, V(fma)(zg[r], V(sub)(h, n), n));
+            FN(emit_h)(C, hnext, bp, rp, j, V(fma)(zg[e], V(sub)(h, n), n));
         }
-    }
 }
 
 static inline void FN(epi_gru_rz)(const FN(ctx) *C, FRN_T *hnext, int s, int r0, int mr, int p0,
