@@ -21,6 +21,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
+try:
+    import resource
+except ImportError:  # not on Windows: there settle() only sleeps its gap
+    resource = None
+
 __all__ = ["Case", "Policy", "Result", "check_output", "derive", "f32_tolerance", "run_case",
            "round_steps", "time_calls"]
 
@@ -321,16 +326,21 @@ class Policy:
         covers a prefix of the sequence (at least ``oracle_min_steps`` steps).
     oracle_min_steps : int
     switch_gap : float
-        Seconds of idle time before each multi-thread sample of an engine that
-        follows another engine's: thread pools spin-wait after a call (libgomp for
-        tens of milliseconds, ONNX Runtime too), and an engine started while another
-        one's pool still spins shares the cores with it -- measured here, a 2-thread
-        fastrnn LSTM H=1024 sample right after ONNX Runtime's ran at about the
-        1-thread speed, 1.9x slower than on its own. Not part of any timing.
+        Seconds of idle time at least before each multi-thread sample of an engine
+        that follows another engine's; then the wait goes on (up to ``settle_max``
+        seconds) until this process uses the CPUs no more (see ``settle``). Thread
+        pools spin-wait after a call (libgomp, ONNX Runtime for 30-50 ms), and an
+        engine started while another one's pool still spins shares the cores with
+        it -- measured here, a 2-thread fastrnn LSTM H=1024 sample right after ONNX
+        Runtime's ran at about the 1-thread speed, 1.9x slower than on its own, and
+        H=256 calls 30 ms after ONNX Runtime's took 4x their time one in ten. Not part
+        of any timing.
+    settle_max : float
     """
 
     budget: float = 0.5
-    switch_gap: float = 0.03
+    switch_gap: float = 0.01
+    settle_max: float = 0.5
     min_repeats: int = 5
     max_repeats: int = 200
     repeats: Optional[int] = None
@@ -348,6 +358,34 @@ class Policy:
         return cls(budget=0.08, min_repeats=3, max_repeats=50, min_sample=0.002,
                    ref_budget=0.04, ref_min_repeats=2, ref_call=0.01, cap=0.4,
                    oracle_budget=0.25)
+
+
+def _process_cpu_seconds() -> Optional[float]:
+    """CPU time used so far by all threads of this process (None where unknown)."""
+    if resource is None:
+        return None
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def settle(gap: float, max_wait: float, window: float = 0.005, idle: float = 0.05) -> None:
+    """Sleep ``gap`` seconds, then until the process's other threads are idle.
+
+    Idle: over ``window`` seconds of sleep, the whole process used less than
+    ``idle`` of one CPU (the caller sleeps, so that is what spinning thread pools
+    use). Gives up after ``max_wait`` seconds: a pool that never rests must not
+    hang the run.
+    """
+    time.sleep(gap)
+    deadline = time.perf_counter() + max_wait
+    while True:
+        c0, t0 = _process_cpu_seconds(), time.perf_counter()
+        if c0 is None:
+            return
+        time.sleep(window)
+        c1, t1 = _process_cpu_seconds(), time.perf_counter()
+        if (c1 - c0) < idle * (t1 - t0) or t1 > deadline:
+            return
 
 
 def time_calls(call: Callable[[], object], n: int) -> float:
@@ -484,7 +522,7 @@ def run_case(case: Case, engines: list, policy: Policy, oracle: Callable[[int], 
         for tm in live[shift:] + live[:shift]:
             progress(f"timing {tm.result.engine}")
             if case.threads > 1 and len(live) > 1:
-                time.sleep(policy.switch_gap)  # let the last engine's pool stop spinning
+                settle(policy.switch_gap, policy.settle_max)  # let the last pool stop spinning
             t0 = time.perf_counter()
             if tm.warm_each and len(live) > 1:
                 tm.call()

@@ -103,3 +103,33 @@ def test_bad_flags_give_one_line(tmp_path, args, word):
     assert "Traceback" not in proc.stderr
     assert word in lines[0]
     assert proc.stdout == ""
+
+
+def test_settle_waits_for_spinning_threads_and_returns_when_idle():
+    """Between engines, the bench waits until no thread of the process spins -- within limits."""
+    import threading
+    import time
+
+    from fastrnn import _bench_core
+
+    if _bench_core.resource is None:
+        pytest.skip("no getrusage on this platform: settle() only sleeps its gap")
+    t0 = time.perf_counter()
+    _bench_core.settle(0.0, max_wait=5.0)
+    assert time.perf_counter() - t0 < 5.0  # nothing spins: returns before giving up
+
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():  # a busy thread pool's worker
+            pass
+
+    worker = threading.Thread(target=spin, daemon=True)
+    worker.start()
+    try:
+        t0 = time.perf_counter()
+        _bench_core.settle(0.0, max_wait=0.3)
+        assert time.perf_counter() - t0 >= 0.3  # kept waiting, then gave up
+    finally:
+        stop.set()
+        worker.join()
