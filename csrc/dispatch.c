@@ -334,6 +334,8 @@ int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads)
     return frn_table(s->p->isa)->stream_step(s, x, out, n_threads);
 }
 
+int frn_stream_helper_count(const frn_stream *s) { return s->nhelp; }
+
 /* Copy the carried state to (get) or from (set) h (L, B, h_out) and c (L, B, H). */
 int frn_stream_state(frn_stream *s, void *h, void *c, int set)
 {

@@ -109,6 +109,11 @@ int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads);
 int frn_stream_state(frn_stream *s, void *h, void *c, int set);
 /* Row b of the carried state becomes row idx[b] (each in [0, B)): beam search. */
 int frn_stream_reorder(frn_stream *s, const int32_t *idx);
+/* How many helper threads the stream keeps (0 until a step runs on more than one
+   thread). They wait for the next step spinning on the other cores, so work run
+   between steps on more threads (an OpenMP region) would fight them for the cores:
+   run it on one thread while this is > 0. */
+int frn_stream_helper_count(const frn_stream *s);
 
 /*
  * Dense layers: y (M, N) = x (M, K) W^T + b with W (N, K) packed once into the same
