@@ -171,9 +171,12 @@ typedef struct {
     int tid;
 } frn_helper_arg;
 
-/* Spin this many rounds (~1-3 ms) for the next step before sleeping: back-to-back
-   steps find the helpers awake, an idle stream costs no CPU. */
-#define FRN_HELPER_SPIN 20000
+/* Wait for the next step spinning FRN_HELPER_PAUSE rounds (tens of us), then
+   yielding the core for FRN_HELPER_YIELD rounds (~1-2 ms), then asleep: back-to-back
+   steps find the helpers awake, other threads the caller runs between steps (an
+   OpenMP region, a BLAS call) get the cores, and an idle stream costs no CPU. */
+#define FRN_HELPER_PAUSE 2000
+#define FRN_HELPER_YIELD 2000
 
 static void *frn_helper_main(void *varg)
 {
@@ -186,8 +189,12 @@ static void *frn_helper_main(void *varg)
         uint64_t base;
         unsigned spin = 0;
         while ((base = atomic_load(&S->base)) == seen && !atomic_load(&S->quit)) {
-            if (++spin < FRN_HELPER_SPIN) {
+            if (++spin < FRN_HELPER_PAUSE) {
                 frn_cpu_relax();
+                continue;
+            }
+            if (spin < FRN_HELPER_PAUSE + FRN_HELPER_YIELD) {
+                sched_yield();
                 continue;
             }
             pthread_mutex_lock(S->mu);

@@ -118,11 +118,16 @@ def test_steps_equal_sequence(kind, L, dtype, B, isa):
     _assert_state(stream, layer, hn, cn, "final state after the setter")
 
 
-@pytest.mark.parametrize("kind", ["lstm_proj", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("kind", ["lstm_proj", "gru", "rnn_tanh", "lstm_big", "gru_big"])
 def test_steps_equal_sequence_wide(kind, isa, n_threads):
     """Sizes past the SIMD tile widths and the one-thread cut-off, so the stream's
-    parallel split and tile tails are exercised too."""
-    if kind == "lstm_proj":
+    parallel split and tile tails are exercised too: on its helper threads, and
+    (the "big" ones, over a million multiply-adds a step) in an OpenMP region."""
+    if kind == "lstm_big":
+        layer = fastrnn.LSTM(64, 300, 1, seed=3)
+    elif kind == "gru_big":
+        layer = fastrnn.GRU(40, 340, 2, seed=3)
+    elif kind == "lstm_proj":
         layer = fastrnn.LSTM(19, 97, 2, proj_size=45, seed=3)
     elif kind == "gru":
         layer = fastrnn.GRU(19, 130, 2, seed=3)

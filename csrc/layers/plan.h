@@ -59,9 +59,9 @@ struct frn_plan {
 /*
  * A stream: the carried state of every layer, padded rows, ping-pong h.
  *
- * Stepped on more than one thread, a stream keeps its own helper threads (an
- * OpenMP region per step costs ~0.9 us, as much as the arithmetic of a small
- * step): they wait for the next step spinning, then asleep after a while without
+ * A small step (under FRN_STREAM_OMP_FMA multiply-adds, engine.h) stepped on more
+ * than one thread runs with the stream's own helper threads (an OpenMP region per
+ * step costs ~1 us, as much as the arithmetic of such a step): they wait for the next step spinning, then asleep after a while without
  * steps, and share each step's phases with the calling thread through `sched`.
  * Phase numbers run on from step to step; a step opens with a one-item phase the
  * caller completes once it has published the step's arguments, so a helper never
