@@ -3,7 +3,7 @@
 Only csrc/isa/step_<isa>.c get instruction-set flags (ISA_FLAGS below, the one
 place that maps files to flags); everything else is built for the baseline
 target, and the CPU's best kernels are picked at run time (csrc/dispatch.c).
-No -march=native: a wheel built here runs on any x86-64, and on other
+Nothing is tuned for the build machine: a wheel built here runs on any x86-64, and on other
 architectures only the portable C engine is built.
 
 FASTRNN_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer.
