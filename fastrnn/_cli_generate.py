@@ -24,19 +24,16 @@ import sys
 import time
 from pathlib import Path
 
+from ._cli_common import error_exit, one_line, standalone
+
 __all__ = ["add_parser", "main", "BUNDLED_MODEL", "load_charlm", "encode", "decode"]
 
 _PROG = "fastrnn generate"
 BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "data" / "charlm.npz"
 
 
-def _one_line(text) -> str:
-    return " ".join(str(text).split())
-
-
-def _error_exit(message: str, code: int = 2):
-    print(f"{_PROG}: error: {_one_line(message)}", file=sys.stderr)
-    raise SystemExit(code)
+def _error_exit(message, code: int = 2):
+    error_exit(_PROG, message, code)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -159,7 +156,7 @@ def main(args) -> int:
         return _run(args)
     except (ValueError, TypeError, OSError) as exc:  # ModelFileError is a ValueError
         message = str(exc) or type(exc).__name__
-        print(f"{_PROG}: error: {_one_line(message)}", file=sys.stderr)
+        print(f"{_PROG}: error: {one_line(message)}", file=sys.stderr)
         return 1
     except MemoryError:
         print(f"{_PROG}: error: out of memory", file=sys.stderr)
@@ -171,12 +168,7 @@ def main(args) -> int:
 
 def _standalone(argv=None) -> int:
     """``python -m fastrnn._cli_generate ...``: the subcommand on its own."""
-    parser = argparse.ArgumentParser(prog="fastrnn")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    parser.error = lambda message: _error_exit(message, 2)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return standalone(_PROG, add_parser, argv)
 
 
 if __name__ == "__main__":

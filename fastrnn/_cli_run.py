@@ -18,18 +18,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._cli_common import error_exit, one_line, standalone
+
 __all__ = ["add_parser", "main"]
 
 _PROG = "fastrnn run"
 
 
-def _one_line(text) -> str:
-    return " ".join(str(text).split())
-
-
-def _error_exit(message: str, code: int = 2):
-    print(f"{_PROG}: error: {_one_line(message)}", file=sys.stderr)
-    raise SystemExit(code)
+def _error_exit(message, code: int = 2):
+    error_exit(_PROG, message, code)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -152,7 +149,7 @@ def main(args) -> int:
         message = str(exc) or type(exc).__name__
         if isinstance(exc, OSError) and exc.filename and exc.filename not in message:
             message = f"{exc.filename!r}: {message}"
-        print(f"{_PROG}: error: {_one_line(message)}", file=sys.stderr)
+        print(f"{_PROG}: error: {one_line(message)}", file=sys.stderr)
         return 1
     except MemoryError:
         print(f"{_PROG}: error: out of memory", file=sys.stderr)
@@ -162,7 +159,7 @@ def main(args) -> int:
         return 130
     except Exception as exc:  # never a traceback on the command line
         print(
-            f"{_PROG}: error: internal error ({type(exc).__name__}: {_one_line(exc)}); "
+            f"{_PROG}: error: internal error ({type(exc).__name__}: {one_line(exc)}); "
             "please report it",
             file=sys.stderr,
         )
@@ -171,12 +168,7 @@ def main(args) -> int:
 
 def _standalone(argv=None) -> int:
     """``python -m fastrnn._cli_run ...``: the subcommand without fastrnn's CLI."""
-    parser = argparse.ArgumentParser(prog="fastrnn")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    parser.error = lambda message: _error_exit(message, 2)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return standalone(_PROG, add_parser, argv)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._cli_common import one_line
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit status 2
@@ -50,13 +52,8 @@ def main(argv=None) -> int:
         sys.stderr.write("fastrnn: interrupted\n")
         return 130
     except (ValueError, TypeError, OSError, MemoryError, ImportError) as exc:
-        sys.stderr.write(f"fastrnn {args.command}: error: {_one_line(exc)}\n")
+        sys.stderr.write(f"fastrnn {args.command}: error: {one_line(exc) or type(exc).__name__}\n")
         return 1
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().replace("\n", " ") or type(exc).__name__
-    return text
 
 
 if __name__ == "__main__":
