@@ -4,6 +4,9 @@ gives; a refused call must not advance it."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 
@@ -589,3 +592,32 @@ def test_torch_tensors_as_steps_and_state():
     stream = layer.stream(2, state=tuple(torch.from_numpy(a) for a in s0))
     ys = [stream.step(torch.from_numpy(x[t]).requires_grad_(True)) for t in range(T)]
     _assert_equal(np.stack(ys), out, layer.dtype, "steps from torch tensors")
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2
+                    or not os.path.isdir("/proc/self/task"),
+                    reason="needs Linux and at least 2 CPUs")
+def test_helpers_woken_after_sleeping_keep_the_process_affinity():
+    """A stream's helper threads sleep between bursts of steps; when woken they may
+    step off the caller's CPU (a momentary affinity change). Results stay exact and
+    no thread is left with a narrowed affinity."""
+    layer = fastrnn.LSTM(64, 128, seed=5)  # a step between the one-thread cut-off and OpenMP
+    x = _x(layer, 1, T=30)
+    out, hn, cn = _call(layer, x)
+    before = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(2)
+    try:
+        stream = layer.stream(1)
+        for burst in range(4):
+            stream.reset()
+            _assert_equal(_steps(stream, x), out, layer.dtype, f"outputs, burst {burst}")
+            time.sleep(0.02)  # the helpers fall asleep; the next burst wakes them
+    finally:
+        fastrnn.set_num_threads(before)
+    want = os.sched_getaffinity(0)
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            got = os.sched_getaffinity(int(tid))
+        except (ProcessLookupError, PermissionError):
+            continue
+        assert got == want, f"thread {tid} kept affinity {sorted(got)}, not {sorted(want)}"
