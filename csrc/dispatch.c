@@ -220,6 +220,7 @@ static void *frn_helper_main(void *varg)
     frn_stream *S = arg->S;
     const int tid = arg->tid;
     free(arg);
+    frn_leave_cpu(atomic_load(&S->caller_cpu)); /* a new thread may start there too */
     uint64_t seen = atomic_load(&S->base);
     for (;;) {
         uint64_t base;
@@ -269,7 +270,7 @@ int frn_stream_helpers(frn_stream *S, int n)
     atomic_init(&S->active, 1);
     atomic_init(&S->quit, 0);
     atomic_init(&S->sleepers, 0);
-    atomic_init(&S->caller_cpu, -1);
+    atomic_init(&S->caller_cpu, frn_current_cpu());
     S->mu = malloc(sizeof(pthread_mutex_t));
     S->cv = malloc(sizeof(pthread_cond_t));
     S->threads = calloc((size_t)n, sizeof(pthread_t));

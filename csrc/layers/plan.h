@@ -86,7 +86,7 @@ struct frn_stream {
     _Atomic int active;     /* threads allowed on the current step */
     _Atomic int quit;
     _Atomic int sleepers;
-    _Atomic int caller_cpu; /* the CPU of the caller that last woke the helpers */
+    _Atomic int caller_cpu; /* the CPU of the caller that last started or woke the helpers */
     void *mu, *cv;          /* pthread mutex and condition variable */
     const void *x;          /* the current step's arguments */
     void *out;
