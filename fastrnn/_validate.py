@@ -174,6 +174,44 @@ def state(name: str, value, shape: tuple, dt: np.dtype, unbatched: bool) -> np.n
     return arr
 
 
+def state_dict_arrays(state_dict, strict, shapes: dict, dtypes, owner: str, kind: str) -> dict:
+    """SPEC §2 loading checks, shared by layers, cells and whole models.
+
+    `shapes` maps every parameter name to its shape; `dtypes` is one dtype or a
+    mapping name -> dtype. Returns C-contiguous copies of the given parameters.
+    Raises TypeError when `state_dict` is not a mapping, and one ValueError listing
+    every mismatched shape (and, when `strict`, every missing and unexpected key)
+    as "load_state_dict failed for OWNER; nothing was loaded" -- before anything
+    is loaded.
+    """
+    if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+        raise TypeError(
+            f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}"
+        )
+    strict = flag("strict", strict)
+    missing = [k for k in shapes if k not in state_dict]
+    unexpected = [k for k in state_dict.keys() if k not in shapes]
+    arrays, problems = {}, []
+    for name, shape in shapes.items():
+        if name not in state_dict:
+            continue
+        dt = dtypes[name] if isinstance(dtypes, dict) else dtypes
+        arr = float_array(f"state_dict[{name!r}]", state_dict[name], dt)
+        if arr.shape != tuple(shape):
+            problems.append(f"{name}: shape {arr.shape} in the state_dict, {tuple(shape)} in "
+                            f"the {kind}")
+        arrays[name] = np.array(arr, dtype=dt, copy=True, order="C")
+    if strict and missing:
+        problems.append("missing keys: " + ", ".join(missing))
+    if strict and unexpected:
+        problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
+    if problems:
+        raise ValueError(
+            f"load_state_dict failed for {owner}; nothing was loaded:\n  " + "\n  ".join(problems)
+        )
+    return arrays
+
+
 def lengths(value, B: int, T: int) -> np.ndarray | None:
     """Per-sequence lengths as int64 (B,), each in [1, T]; None when all equal T."""
     if value is None:

@@ -37,34 +37,12 @@ class _CellBase:
         """Load weights (NumPy arrays or torch tensors) under torch's cell names;
         errors as for layers (SPEC §2): ValueError listing every missing and
         unexpected key and every mismatched shape, nothing loaded on failure."""
-        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
-            raise TypeError(
-                f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}"
-            )
-        strict = v.flag("strict", strict)
         # Checked here under the cell's names (not the inner layer's "_l0" names), so
         # a layer's keys are unexpected for a cell, as in torch, and messages name
         # the keys the caller gave.
         shapes = {k[: -len("_l0")]: s for k, s in self._layer._param_shapes().items()}
-        missing = [k for k in shapes if k not in state_dict]
-        unexpected = [k for k in state_dict.keys() if k not in shapes]
-        new, problems = {}, []
-        for name, shape in shapes.items():
-            if name not in state_dict:
-                continue
-            arr = v.float_array(f"state_dict[{name!r}]", state_dict[name], self.dtype)
-            if arr.shape != shape:
-                problems.append(f"{name}: shape {arr.shape} in the state_dict, {shape} in the cell")
-            new[name + "_l0"] = arr
-        if strict and missing:
-            problems.append("missing keys: " + ", ".join(missing))
-        if strict and unexpected:
-            problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
-        if problems:
-            raise ValueError(
-                f"load_state_dict failed for {self!r}; nothing was loaded:\n  "
-                + "\n  ".join(problems)
-            )
+        arrays = v.state_dict_arrays(state_dict, strict, shapes, self.dtype, repr(self), "cell")
+        new = {name + "_l0": arr for name, arr in arrays.items()}
         self._layer.load_state_dict(new, strict=False)
 
     def _names(self):

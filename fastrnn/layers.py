@@ -112,32 +112,8 @@ class _RNNBase:
         mismatched shape (``strict=False`` ignores missing and unexpected keys, not
         shapes). A failed load leaves the layer unchanged.
         """
-        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
-            raise TypeError(
-                f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}"
-            )
-        strict = v.flag("strict", strict)
-        shapes = self._param_shapes()
-        keys = [k for k in state_dict.keys()]
-        missing = [k for k in shapes if k not in state_dict]
-        unexpected = [k for k in keys if k not in shapes]
-        new, problems = {}, []
-        for name, shape in shapes.items():
-            if name not in state_dict:
-                continue
-            arr = v.float_array(f"state_dict[{name!r}]", state_dict[name], self.dtype)
-            if arr.shape != shape:
-                problems.append(f"{name}: shape {arr.shape} in the state_dict, {shape} in the layer")
-            new[name] = np.array(arr, dtype=self.dtype, copy=True, order="C")
-        if strict and missing:
-            problems.append("missing keys: " + ", ".join(missing))
-        if strict and unexpected:
-            problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
-        if problems:
-            raise ValueError(
-                f"load_state_dict failed for {self!r}; nothing was loaded:\n  "
-                + "\n  ".join(problems)
-            )
+        new = v.state_dict_arrays(state_dict, strict, self._param_shapes(), self.dtype,
+                                  repr(self), "layer")
         self._params.update(new)
         self._plan = None
 

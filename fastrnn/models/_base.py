@@ -110,37 +110,9 @@ def _leaves(module, prefix=""):
 def load_into(module, state_dict, strict) -> None:
     """SPEC §2 loading for a module and all its children at once: every problem
     listed in one ValueError, nothing changed unless everything loads."""
-    if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
-        raise TypeError(
-            f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}"
-        )
-    strict = v.flag("strict", strict)
-    shapes = param_shapes(module)
-    keys = list(state_dict.keys())
-    missing = [k for k in shapes if k not in state_dict]
-    unexpected = [k for k in keys if k not in shapes]
-    problems, arrays = [], {}
-    dtypes = {}
-    for prefix, leaf, names in _leaves(module):
-        for n in names:
-            dtypes[prefix + n] = leaf.dtype
-    for name, shape in shapes.items():
-        if name not in state_dict:
-            continue
-        arr = v.float_array(f"state_dict[{name!r}]", state_dict[name], dtypes[name])
-        if arr.shape != tuple(shape):
-            problems.append(f"{name}: shape {arr.shape} in the state_dict, {tuple(shape)} in "
-                            "the module")
-        arrays[name] = np.array(arr, dtype=dtypes[name], copy=True, order="C")
-    if strict and missing:
-        problems.append("missing keys: " + ", ".join(missing))
-    if strict and unexpected:
-        problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
-    if problems:
-        raise ValueError(
-            f"load_state_dict failed for {type(module).__name__}; nothing was loaded:\n  "
-            + "\n  ".join(problems)
-        )
+    dtypes = {prefix + n: leaf.dtype for prefix, leaf, names in _leaves(module) for n in names}
+    arrays = v.state_dict_arrays(state_dict, strict, param_shapes(module), dtypes,
+                                 type(module).__name__, "module")
     for prefix, leaf, names in _leaves(module):
         sub = {n: arrays[prefix + n] for n in names if prefix + n in arrays}
         if not sub:
