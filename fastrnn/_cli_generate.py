@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._cli_common import error_exit, one_line, standalone
+from ._cli_common import error_exit, run_guarded, standalone
 
 __all__ = ["add_parser", "main", "BUNDLED_MODEL", "load_charlm", "encode", "decode"]
 
@@ -152,18 +152,7 @@ def _run(args) -> int:
 
 def main(args) -> int:
     """Run ``generate`` on parsed ``args``; returns the exit code."""
-    try:
-        return _run(args)
-    except (ValueError, TypeError, OSError) as exc:  # ModelFileError is a ValueError
-        message = str(exc) or type(exc).__name__
-        print(f"{_PROG}: error: {one_line(message)}", file=sys.stderr)
-        return 1
-    except MemoryError:
-        print(f"{_PROG}: error: out of memory", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{_PROG}: interrupted", file=sys.stderr)
-        return 130
+    return run_guarded(_PROG, _run, args)
 
 
 def _standalone(argv=None) -> int:

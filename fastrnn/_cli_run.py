@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._cli_common import error_exit, one_line, standalone
+from ._cli_common import error_exit, run_guarded, standalone
 
 __all__ = ["add_parser", "main"]
 
@@ -143,27 +143,7 @@ def _save_npy(path, array, what):
 
 def main(args) -> int:
     """Run the ``run`` subcommand on parsed ``args``; returns the exit code."""
-    try:
-        return _run(args)
-    except (ValueError, TypeError, OSError) as exc:  # ModelFileError is a ValueError
-        message = str(exc) or type(exc).__name__
-        if isinstance(exc, OSError) and exc.filename and exc.filename not in message:
-            message = f"{exc.filename!r}: {message}"
-        print(f"{_PROG}: error: {one_line(message)}", file=sys.stderr)
-        return 1
-    except MemoryError:
-        print(f"{_PROG}: error: out of memory", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{_PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # never a traceback on the command line
-        print(
-            f"{_PROG}: error: internal error ({type(exc).__name__}: {one_line(exc)}); "
-            "please report it",
-            file=sys.stderr,
-        )
-        return 1
+    return run_guarded(_PROG, _run, args)
 
 
 def _standalone(argv=None) -> int:
