@@ -25,6 +25,17 @@ def need(module: str):
     return pytest.importorskip(module)
 
 
+@pytest.fixture(autouse=True)
+def one_engine_thread():
+    """One engine thread unless a test asks for more (the n_threads fixture): on a
+    busy machine a two-thread step can wait a whole time slice for its partner.
+    Autouse in the modules that import it."""
+    before = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(1)
+    yield
+    fastrnn.set_num_threads(before)
+
+
 def f32_tolerance(k: int) -> float:
     """Bound on |float32 result - float64 reference| for values of order 1.
 

@@ -14,21 +14,11 @@ import numpy as np
 import pytest
 
 import fastrnn
-from _util import need
+from _util import need, one_engine_thread  # noqa: F401 (autouse)
 from fastrnn import _bench_generate, _cli_generate
 from fastrnn.cli import main as cli_main
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "charlm"
-
-
-@pytest.fixture(autouse=True)
-def _one_engine_thread():
-    """One engine thread unless a test asks for more (the n_threads fixture): on a
-    busy machine a two-thread step can wait a whole time slice for its partner."""
-    before = fastrnn.get_num_threads()
-    fastrnn.set_num_threads(1)
-    yield
-    fastrnn.set_num_threads(before)
 
 
 def _cli(*argv):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from _util import assert_close, need
+from _util import assert_close, need, one_engine_thread  # noqa: F401 (autouse)
 from fastrnn import _kernels
 
 torch = need("torch")
@@ -15,16 +15,6 @@ nn = torch.nn
 
 DTYPES = ["float32", "float64"]
 TDT = {"float32": torch.float32, "float64": torch.float64}
-
-
-@pytest.fixture(autouse=True)
-def _one_engine_thread():
-    """One engine thread unless a test asks for more (the n_threads fixture): on a
-    busy machine a two-thread step can wait a whole time slice for its partner."""
-    before = fastrnn.get_num_threads()
-    fastrnn.set_num_threads(1)
-    yield
-    fastrnn.set_num_threads(before)
 
 
 def _t(module, dtype):

@@ -10,23 +10,13 @@ import numpy as np
 import pytest
 
 import fastrnn
-from _util import assert_close, need
+from _util import assert_close, need, one_engine_thread  # noqa: F401 (autouse)
 
 torch = need("torch")
 nn = torch.nn
 
 V_SRC, V_TGT, BOS, EOS = 11, 13, 1, 2
 DT = {"float32": torch.float32, "float64": torch.float64}
-
-
-@pytest.fixture(autouse=True)
-def _one_engine_thread():
-    """One engine thread unless a test asks for more (the n_threads fixture): on a
-    busy machine a two-thread step can wait a whole time slice for its partner."""
-    before = fastrnn.get_num_threads()
-    fastrnn.set_num_threads(1)
-    yield
-    fastrnn.set_num_threads(before)
 
 
 class Bahdanau(nn.Module):
