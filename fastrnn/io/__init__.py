@@ -16,6 +16,7 @@ Formats read by :func:`load`:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
 from typing import NamedTuple
@@ -135,7 +136,7 @@ def _read_found(path) -> _infer.Found:
         )
     if not os.path.isfile(fspath):
         raise FileNotFoundError(f"model file {source} does not exist or is not a file")
-    try:
+    with _reading(source):
         if suffix in (".pt", ".pth"):
             return _found_from_pt(_pickle.load_pt(fspath), source)
         if suffix == ".npz":
@@ -143,13 +144,21 @@ def _read_found(path) -> _infer.Found:
         if suffix == ".safetensors":
             return _arrays.load_safetensors(fspath, source)
         return _onnx.load_onnx(fspath, source)
+
+
+@contextlib.contextmanager
+def _reading(source):
+    """Around a reader: its own errors and missing files pass; a reader's library
+    failing on a corrupt file in any other way becomes a ModelFileError naming it."""
+    try:
+        yield
     except (ModelFileError, FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except RecursionError as exc:
         raise ModelFileError(f"{source}: the file nests too deeply to read") from exc
     except MemoryError as exc:
         raise ModelFileError(f"{source}: the file asks for more memory than there is") from exc
-    except Exception as exc:  # a reader's library failing on a corrupt file
+    except Exception as exc:
         raise ModelFileError(
             f"{source}: corrupt or unreadable ({type(exc).__name__}: {exc})"
         ) from exc
@@ -225,7 +234,7 @@ def _load_whole_model(reader, path):
     file any other way is a ModelFileError."""
     fspath = os.fsdecode(os.fspath(path))
     source = repr(fspath)
-    try:
+    with _reading(source):
         with zipfile.ZipFile(fspath) as zf:
             _pickle.check_zip_sizes(zf, source)
             for info in zf.infolist():
@@ -243,16 +252,6 @@ def _load_whole_model(reader, path):
                         "need pickle to load; refused -- weights must be numeric arrays"
                     )
         return reader(fspath)
-    except (ModelFileError, FileNotFoundError, PermissionError, IsADirectoryError):
-        raise
-    except RecursionError as exc:
-        raise ModelFileError(f"{source}: the file nests too deeply to read") from exc
-    except MemoryError as exc:
-        raise ModelFileError(f"{source}: the file asks for more memory than there is") from exc
-    except Exception as exc:
-        raise ModelFileError(
-            f"{source}: corrupt or unreadable ({type(exc).__name__}: {exc})"
-        ) from exc
 
 
 def _is_whole_model(path) -> bool:
