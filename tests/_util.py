@@ -13,6 +13,20 @@ import fastrnn
 EPS32 = float(np.finfo(np.float32).eps)
 
 
+# Every variant of SPEC §1: name -> (class, constructor keywords); "proj" asks the
+# test to pick a proj_size, "peephole" is the layer's own keyword.
+VARIANTS = {
+    "rnn_tanh": (fastrnn.RNN, dict(nonlinearity="tanh")),
+    "rnn_relu": (fastrnn.RNN, dict(nonlinearity="relu")),
+    "lstm": (fastrnn.LSTM, {}),
+    "lstm_proj": (fastrnn.LSTM, dict(proj=True)),
+    "lstm_peephole": (fastrnn.LSTM, dict(peephole=True)),
+    "lstm_peephole_proj": (fastrnn.LSTM, dict(peephole=True, proj=True)),
+    "gru": (fastrnn.GRU, dict(linear_before_reset=True)),
+    "gru_lbr_false": (fastrnn.GRU, dict(linear_before_reset=False)),
+}
+
+
 def available_isas() -> list[str]:
     return list(fastrnn.config()["isa_available"])
 

@@ -22,25 +22,13 @@ import random
 
 import numpy as np
 import pytest
-from _util import EPS32, assert_close
+from _util import EPS32, VARIANTS, assert_close
 
 import fastrnn
 from fastrnn import _kernels, reference
 
 ISA_INDEX = {"generic": 0, "avx2": 1, "avx512": 2}
 DTYPES = ["float32", "float64"]
-
-# name -> (class, constructor keywords)
-VARIANTS = {
-    "rnn_tanh": (fastrnn.RNN, dict(nonlinearity="tanh")),
-    "rnn_relu": (fastrnn.RNN, dict(nonlinearity="relu")),
-    "lstm": (fastrnn.LSTM, {}),
-    "lstm_proj": (fastrnn.LSTM, dict(proj=True)),
-    "lstm_peephole": (fastrnn.LSTM, dict(peephole=True)),
-    "lstm_peephole_proj": (fastrnn.LSTM, dict(peephole=True, proj=True)),
-    "gru": (fastrnn.GRU, dict(linear_before_reset=True)),
-    "gru_lbr_false": (fastrnn.GRU, dict(linear_before_reset=False)),
-}
 
 AXES = {
     "num_layers": [1, 2, 3],

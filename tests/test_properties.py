@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 import pytest
-from _util import assert_close, need
+from _util import VARIANTS, assert_close, need
 
 import fastrnn
 from fastrnn import _kernels, reference
@@ -35,16 +35,6 @@ HealthCheck = hypothesis.HealthCheck
 ISAS = ("generic", "avx2", "avx512")
 AVAILABLE = tuple(fastrnn.config()["isa_available"])
 
-VARIANTS = {
-    "rnn_tanh": (fastrnn.RNN, dict(nonlinearity="tanh")),
-    "rnn_relu": (fastrnn.RNN, dict(nonlinearity="relu")),
-    "lstm": (fastrnn.LSTM, {}),
-    "lstm_proj": (fastrnn.LSTM, dict(proj=True)),
-    "lstm_peephole": (fastrnn.LSTM, dict(peephole=True)),
-    "lstm_peephole_proj": (fastrnn.LSTM, dict(peephole=True, proj=True)),
-    "gru": (fastrnn.GRU, dict(linear_before_reset=True)),
-    "gru_lbr_false": (fastrnn.GRU, dict(linear_before_reset=False)),
-}
 CELLS = {"rnn_tanh": (fastrnn.RNNCell, dict(nonlinearity="tanh")),
          "rnn_relu": (fastrnn.RNNCell, dict(nonlinearity="relu")),
          "lstm": (fastrnn.LSTMCell, {}), "gru": (fastrnn.GRUCell, {})}
