@@ -248,6 +248,18 @@ def _decode(rnn, emb, out, *, h0, c0, first, attn=None, keys=None, key_len=None,
     return np.ascontiguousarray(tokens[:, :n]), np.ascontiguousarray(logp[:, :n])
 
 
+def _check_head(out, features, source, emb, emb_name):
+    """The output Linear of a generator: it reads `features` (what `source` gives)
+    and scores tokens that are fed back through `emb`."""
+    if out.in_features != features:
+        raise ValueError(f"the output Linear takes {out.in_features} features but the "
+                         f"{source} {features}")
+    if out.out_features > emb.num_embeddings:
+        raise ValueError(f"the output Linear gives {out.out_features} token scores but the "
+                         f"{emb_name} has only {emb.num_embeddings} rows; every generated id "
+                         "is fed back, so out_features <= num_embeddings")
+
+
 def _same_dtype(what, modules):
     dts = {(type(m).__name__, np.dtype(m.dtype).name) for m in modules if m.dtype is not None}
     if len({d for _, d in dts}) > 1:
@@ -356,14 +368,8 @@ class Seq2Seq(Module):
                     raise ValueError(f"the attention's key_size is {attn.key_size} but the "
                                      f"encoder gives {K} features")
             feat += K
-        if out.in_features != feat:
-            what = "decoder output + attention context" if attn is not None else "decoder output"
-            raise ValueError(f"the output Linear takes {out.in_features} features but the "
-                             f"{what} has {feat}")
-        if out.out_features > de.num_embeddings:
-            raise ValueError(f"the output Linear gives {out.out_features} token scores but the "
-                             f"decoder's Embedding has only {de.num_embeddings} rows; every "
-                             "generated id is fed back, so out_features <= num_embeddings")
+        what = "decoder output + attention context" if attn is not None else "decoder output"
+        _check_head(out, feat, f"{what} has", de, "decoder's Embedding")
         mods = [ee, er, de, dr, out] + ([attn] if attn is not None and attn.kind != "dot" else [])
         self.dtype = np.dtype(_same_dtype("the model", mods))
 
@@ -521,13 +527,7 @@ class LanguageModel(Module):
         if emb.embedding_dim != rnn.input_size:
             raise ValueError(f"the Embedding gives {emb.embedding_dim} features but the "
                              f"{type(rnn).__name__} takes input_size={rnn.input_size}")
-        if out.in_features != rnn._h_out:
-            raise ValueError(f"the output Linear takes {out.in_features} features but the "
-                             f"{type(rnn).__name__} gives {rnn._h_out}")
-        if out.out_features > emb.num_embeddings:
-            raise ValueError(f"the output Linear gives {out.out_features} token scores but the "
-                             f"Embedding has only {emb.num_embeddings} rows; every generated "
-                             "id is fed back, so out_features <= num_embeddings")
+        _check_head(out, rnn._h_out, f"{type(rnn).__name__} gives", emb, "Embedding")
         self.dtype = np.dtype(_same_dtype("the model", [emb, rnn, out]))
 
     @property
