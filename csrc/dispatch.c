@@ -333,6 +333,8 @@ void frn_stream_free(frn_stream *s)
     free(s->m);
     free(s->z);
     free(s->xp);
+    free(s->r);
+    free(s->rh);
     free(s);
 }
 
@@ -349,8 +351,9 @@ int frn_stream_create(const frn_plan *plan, int B, frn_stream **out)
 {
     *out = NULL;
     if (B < 1 || plan->d.num_dirs != 1) return FRN_EINVAL;
-    frn_stream *s = calloc(1, sizeof *s);
-    if (!s) return FRN_ENOMEM;
+    frn_stream *s = NULL;
+    if (posix_memalign((void **)&s, 64, sizeof *s) != 0) return FRN_ENOMEM;
+    memset(s, 0, sizeof *s);
     const int L = plan->d.num_layers;
     const size_t row = (size_t)B * plan->ldh * plan->esz;
     s->p = plan;
@@ -362,7 +365,10 @@ int frn_stream_create(const frn_plan *plan, int B, frn_stream **out)
     s->m = frn_stream_buf(row);
     s->z = frn_stream_buf(row);
     s->xp = frn_stream_buf((size_t)B * plan->xw * plan->esz);
-    if (!s->perm || !s->cur || !s->h || !s->c || !s->m || !s->z || !s->xp) goto nomem;
+    s->r = frn_stream_buf((size_t)L * B * plan->xw * plan->esz);
+    s->rh = calloc((size_t)L, sizeof(void *));
+    if (!s->perm || !s->cur || !s->h || !s->c || !s->m || !s->z || !s->xp || !s->r || !s->rh)
+        goto nomem;
     for (int b = 0; b < B; b++) s->perm[b] = b;
     for (int i = 0; i < 2 * L; i++)
         if (!(s->h[i] = frn_stream_buf(row))) goto nomem;
@@ -389,6 +395,8 @@ int frn_stream_state(frn_stream *s, void *h, void *c, int set)
     const frn_plan *p = s->p;
     const int L = p->d.num_layers, B = s->B, es = p->esz;
     const int HO = p->h_out, H = p->d.hidden_size;
+    /* the helpers may still be reading the state (eager products, engine.h) */
+    if (set) frn_table(p->isa)->stream_sync(s);
     for (int l = 0; l < L; l++) {
         char *hs = (char *)s->h[2 * l + s->cur[l]];
         char *cs = (char *)s->c[l];
@@ -420,6 +428,7 @@ int frn_stream_reorder(frn_stream *s, const int32_t *idx)
     const frn_plan *p = s->p;
     const int L = p->d.num_layers, B = s->B;
     const size_t row = (size_t)p->ldh * p->esz;
+    frn_table(p->isa)->stream_sync(s);
     for (int l = 0; l < L; l++) {
         char *h = (char *)s->h[2 * l + s->cur[l]];
         char *tmp = (char *)s->h[2 * l + (s->cur[l] ^ 1)]; /* the other buffer is free */

@@ -6,6 +6,7 @@
 typedef struct {
     int (*forward)(const frn_plan *p, const frn_seq *q, int n_threads);
     int (*stream_step)(frn_stream *s, const void *x, void *out, int n_threads);
+    int (*stream_sync)(frn_stream *s); /* the state is the caller's to change */
     int (*activation)(int dtype, int kind, const void *x, void *y, size_t n);
     int (*gemm_test)(int dtype, int M, int N, int K, const void *a, const void *b_t,
                      const void *bias, void *c, int n_threads);

@@ -143,6 +143,82 @@ def test_steps_equal_sequence_wide(kind, isa, n_threads):
     _assert_state(stream, layer, hn, cn)
 
 
+def _away(us):
+    """Keep the calling thread busy for `us` microseconds, as an application does
+    between frames."""
+    end = time.perf_counter() + us * 1e-6
+    while time.perf_counter() < end:
+        pass
+
+
+@pytest.fixture
+def two_threads():
+    before = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(2)
+    yield
+    fastrnn.set_num_threads(before)
+
+
+@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh", "lstm_proj", "gru_lbr_false"])
+def test_steps_with_time_between_equal_sequence(kind, B, isa, two_threads):
+    """When the caller spends time between steps, a stream on helper threads has them
+    compute the next step's recurrent products before the call (layers/engine.h,
+    "eager"; LSTM without projection, GRU with linear_before_reset, RNN). Steps must
+    still equal the whole-sequence call bitwise, across a state set and a reset made
+    while those products may be under way."""
+    layer = {
+        "lstm": lambda: fastrnn.LSTM(40, 130, 2, seed=3),
+        "gru": lambda: fastrnn.GRU(40, 130, 2, seed=3),
+        "rnn_tanh": lambda: fastrnn.RNN(19, 257, 2, seed=3),
+        "lstm_proj": lambda: fastrnn.LSTM(40, 130, 2, proj_size=60, seed=3),
+        "gru_lbr_false": lambda: fastrnn.GRU(40, 130, 2, linear_before_reset=False, seed=3),
+    }[kind]()
+    x = _x(layer, B, T=12)
+    stream = layer.stream(B)
+
+    def run(seg):
+        ys = []
+        for t in range(seg.shape[0]):
+            _away(10)
+            ys.append(stream.step(seg[t]))
+        return np.stack(ys)
+
+    out, hn, cn = _call(layer, x[:4])
+    _assert_equal(run(x[:4]), out, layer.dtype, "outputs")
+    _assert_state(stream, layer, hn, cn, "state read between steps")
+    s0 = _random_state(layer, B)
+    stream.state = s0
+    out, hn, cn = _call(layer, x[4:8], s0)
+    _assert_equal(run(x[4:8]), out, layer.dtype, "outputs after the setter")
+    stream.reset()
+    out, hn, cn = _call(layer, x[8:])
+    _assert_equal(run(x[8:]), out, layer.dtype, "outputs after reset")
+    _assert_state(stream, layer, hn, cn, "final state")
+
+
+def test_many_steps_on_helper_threads_match_one_thread(two_threads):
+    """A soak of the hand-over between the caller and the helper threads
+    (layers/sched.h): 60k steps on two threads, back to back and, in stretches, with
+    time between them (so both ways of stepping alternate), end in exactly the state
+    60k steps on one thread reach."""
+    layer = fastrnn.LSTM(64, 128, seed=5)
+    x = np.random.default_rng(0).standard_normal((256, 64)).astype(np.float32) * 0.3
+    n = 60_000
+    fastrnn.set_num_threads(1)
+    one = layer.stream(1)
+    for i in range(n):
+        one.step(x[i & 255])
+    fastrnn.set_num_threads(2)
+    two = layer.stream(1)
+    for i in range(n):
+        if (i >> 10) & 1:
+            _away(2)
+        two.step(x[i & 255])
+    _assert_equal(two.state[0], one.state[0], "float32", "h after the soak")
+    _assert_equal(two.state[1], one.state[1], "float32", "c after the soak")
+
+
 @pytest.mark.parametrize("kind", list(VARIANTS))
 def test_unbatched_steps(kind):
     layer = _make(kind)

@@ -57,6 +57,10 @@ static int FRN_KT(stream_step, any)(frn_stream *s, const void *x, void *out, int
     return s->p->d.dtype == FRN_F64 ? FRN_KT(stream_step, f64)(s, x, out, nt)
                                     : FRN_KT(stream_step, f32)(s, x, out, nt);
 }
+static int FRN_KT(stream_sync, any)(frn_stream *s)
+{
+    return s->p->d.dtype == FRN_F64 ? FRN_KT(stream_sync, f64)(s) : FRN_KT(stream_sync, f32)(s);
+}
 static int FRN_KT(activation, any)(int dtype, int kind, const void *x, void *y, size_t n)
 {
     if (dtype == FRN_F64)
@@ -85,6 +89,7 @@ static int FRN_KT(linear_apply, any)(const frn_linear *l, int M, const void *x, 
 const frn_kernels FRN_CAT3(frn, kernels, FRN_ISA_SUFFIX) = {
     FRN_KT(forward, any),
     FRN_KT(stream_step, any),
+    FRN_KT(stream_sync, any),
     FRN_KT(activation, any),
     FRN_KT(gemm_test, any),
     FRN_KT(linear_apply, any),

@@ -24,6 +24,8 @@
 #ifndef FRN_PLAN_H
 #define FRN_PLAN_H
 
+#include <time.h>
+
 #include "../fastrnn.h"
 #include "sched.h"
 
@@ -61,18 +63,32 @@ struct frn_plan {
  *
  * A small step (under FRN_STREAM_OMP_FMA multiply-adds, engine.h) stepped on more
  * than one thread runs with the stream's own helper threads (an OpenMP region per
- * step costs ~1 us, as much as the arithmetic of such a step): they wait for the next step spinning, then asleep after a while without
- * steps, and share each step's phases with the calling thread through `sched`.
- * Phase numbers run on from step to step; a step opens with a one-item phase the
- * caller completes once it has published the step's arguments, so a helper never
- * sees a step before its inputs.
+ * step costs ~1 us, as much as the arithmetic of such a step): they wait for the
+ * next step spinning, then asleep after a while without steps, and share each
+ * step's phases with the calling thread through `sched`. Phase numbers run on from
+ * step to step; a step opens with a one-item phase the caller completes once it has
+ * published the step's arguments, so a helper never sees a step before its inputs.
+ * When the caller spends time between steps, the helpers also compute the next
+ * step's recurrent products before it is called (engine.h, "eager").
  */
 struct frn_stream {
-    const frn_plan *p;
+    /* What the caller writes to open a step and the helpers spin on, in one cache
+       line: the caller's stores take it from the helpers' caches once, not once per
+       field (allocated 64-byte aligned) */
+    _Atomic uint64_t base __attribute__((aligned(64))); /* the opening phase of the latest step */
+    const void *x; /* the current step's arguments */
+    void *out;
+    _Atomic int active; /* threads allowed on the current step */
+    int use_r;          /* the current step's cell phases take their products from r */
+    int eager;          /* the current step's R phases follow it (engine.h) */
+    int rev;            /* sweep direction of the next step (alternates) */
+    _Atomic int quit;
+    _Atomic int sleepers;
+    /* the rest, written once a step at most */
+    const frn_plan *p __attribute__((aligned(64)));
     int B;
     int *perm;   /* identity: streams have no lengths */
     int *cur;    /* per layer: which of the two h buffers holds the state */
-    int rev;     /* sweep direction of the next step (alternates) */
     void **h;    /* 2 per layer, B x ldh */
     void **c;    /* per layer, B x ldh (LSTM) */
     void *m, *z, *xp;
@@ -82,16 +98,25 @@ struct frn_stream {
     int pid;                /* the process that started them */
     frn_sched *sched;
     uint64_t k;             /* the caller's next phase */
-    _Atomic uint64_t base;  /* the opening phase of the latest step */
-    _Atomic int active;     /* threads allowed on the current step */
-    _Atomic int quit;
-    _Atomic int sleepers;
     _Atomic int caller_cpu; /* the CPU of the caller that last started or woke the helpers */
     void *mu, *cv;          /* pthread mutex and condition variable */
-    const void *x;          /* the current step's arguments */
-    void *out;
     void (*team)(struct frn_stream *S, int tid, uint64_t k0); /* the ISA's share of a step */
+    /* eager recurrent products (engine.h, stream_recur): W_hh h of every layer's
+       state, L x B x xw in the XP layout, and the states they are made from */
+    void *r;
+    void **rh;
+    int r_pending; /* the helpers run (or ran) R phases the caller has not joined */
+    int r_valid;   /* r holds the products of the current state */
+    int64_t t_ret; /* when the last step returned (ns) */
+    double gap_ns; /* the caller's time between steps, a moving average */
 };
+
+static inline int64_t frn_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* A packed dense layer: panels of 4 unit blocks of VL outputs (pack.c). */
 struct frn_linear {
