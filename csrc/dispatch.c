@@ -245,7 +245,8 @@ static void *frn_helper_main(void *varg)
         }
         if (atomic_load(&S->quit)) return NULL;
         seen = base;
-        frn_sched_wait(S->sched, base + 1); /* the step's arguments are out */
+        /* (the caller publishes base once the step's arguments are out and its
+           first phase, base + 1, is open) */
         if (tid < atomic_load(&S->active)) S->team(S, tid, base + 1);
     }
 }
@@ -328,7 +329,6 @@ void frn_stream_free(frn_stream *s)
         for (int i = 0; i < L; i++) free(s->c[i]);
     free(s->h);
     free(s->c);
-    free(s->cur);
     free(s->perm);
     free(s->m);
     free(s->z);
@@ -359,7 +359,6 @@ int frn_stream_create(const frn_plan *plan, int B, frn_stream **out)
     s->p = plan;
     s->B = B;
     s->perm = malloc(sizeof(int) * (size_t)B);
-    s->cur = calloc((size_t)L, sizeof(int));
     s->h = calloc((size_t)2 * L, sizeof(void *));
     s->c = calloc((size_t)L, sizeof(void *));
     s->m = frn_stream_buf(row);
@@ -367,7 +366,7 @@ int frn_stream_create(const frn_plan *plan, int B, frn_stream **out)
     s->xp = frn_stream_buf((size_t)B * plan->xw * plan->esz);
     s->r = frn_stream_buf((size_t)L * B * plan->xw * plan->esz);
     s->rh = calloc((size_t)L, sizeof(void *));
-    if (!s->perm || !s->cur || !s->h || !s->c || !s->m || !s->z || !s->xp || !s->r || !s->rh)
+    if (!s->perm || !s->h || !s->c || !s->m || !s->z || !s->xp || !s->r || !s->rh)
         goto nomem;
     for (int b = 0; b < B; b++) s->perm[b] = b;
     for (int i = 0; i < 2 * L; i++)
@@ -398,7 +397,7 @@ int frn_stream_state(frn_stream *s, void *h, void *c, int set)
     /* the helpers may still be reading the state (eager products, engine.h) */
     if (set) frn_table(p->isa)->stream_sync(s);
     for (int l = 0; l < L; l++) {
-        char *hs = (char *)s->h[2 * l + s->cur[l]];
+        char *hs = (char *)s->h[2 * l + s->cur];
         char *cs = (char *)s->c[l];
         for (int b = 0; b < B; b++) {
             char *hrow = hs + (size_t)b * p->ldh * es;
@@ -430,10 +429,9 @@ int frn_stream_reorder(frn_stream *s, const int32_t *idx)
     const size_t row = (size_t)p->ldh * p->esz;
     frn_table(p->isa)->stream_sync(s);
     for (int l = 0; l < L; l++) {
-        char *h = (char *)s->h[2 * l + s->cur[l]];
-        char *tmp = (char *)s->h[2 * l + (s->cur[l] ^ 1)]; /* the other buffer is free */
+        char *h = (char *)s->h[2 * l + s->cur];
+        char *tmp = (char *)s->h[2 * l + (s->cur ^ 1)]; /* the other buffer is free */
         for (int b = 0; b < B; b++) memcpy(tmp + b * row, h + (size_t)idx[b] * row, row);
-        s->cur[l] ^= 1;
         if (p->d.cell == FRN_LSTM) {
             char *c = (char *)s->c[l];
             char *ctmp = (char *)s->m; /* scratch of the same row size */
@@ -441,6 +439,7 @@ int frn_stream_reorder(frn_stream *s, const int32_t *idx)
             memcpy(c, ctmp, (size_t)B * row);
         }
     }
+    s->cur ^= 1;
     return FRN_OK;
 }
 

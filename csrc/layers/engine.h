@@ -142,6 +142,12 @@ static void FN(run_row)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ctx)
     const FN(phase) *cell = ph2 ? ph2 : ph, *xp = ph2 ? ph : NULL;
     FRN_T acc[FRN_EPI_MAX * 4 * VL] __attribute__((aligned(64)));
     const ptrdiff_t w = (ptrdiff_t)cell->nv * VL;
+    /* The recurrent tiles read all of h, which the other threads have just written
+       in part: ask for it before the input projection's tiles, which do not need
+       it (LSTM H=128 stream on 2 threads: 3.85 -> 3.65 us a step). */
+    if (xp && !cell->racc)
+        for (int k = 0; k < cell->K; k += 64 / (int)sizeof(FRN_T))
+            __builtin_prefetch(cell->a + k, 0, 3);
     for (long bdone = 0; bdone < hi - lo;) {
         const long bn = hi - lo - bdone < FRN_EPI_MAX ? hi - lo - bdone : FRN_EPI_MAX;
         const long blo = rev ? hi - bdone - bn : lo + bdone;
@@ -213,7 +219,8 @@ static void FN(run_items)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ct
 typedef struct {
     frn_sched *S;
     int tid;
-    uint64_t k; /* this thread's next phase number */
+    uint64_t k;    /* this thread's next phase number */
+    uint64_t open; /* phases up to this one are known to be open (no need to look) */
 } FN(team);
 
 /* Run one phase: all of it on one thread, or this thread's part in a team. */
@@ -230,7 +237,7 @@ static void FN(run_phase2)(const FN(phase) *ph, const FN(phase) *ph2, const FN(c
     const int chunk = FN(phase_chunk)(ph, ph2, n, tm->S->nt);
     long lo, hi;
     long done = 0;
-    frn_sched_wait(tm->S, k);
+    if (k > tm->open) frn_sched_wait(tm->S, k);
     while (frn_sched_claim(tm->S, k, tm->tid, n, chunk, rev, &lo, &hi)) {
         FN(run_items)(ph, ph2, C, hnext, s, lo, hi, nrt, chunk, rev);
         done += hi - lo;
@@ -673,9 +680,9 @@ static void FN(stream_layers)(struct frn_stream *S, FN(ctx) C, const void *x, vo
     const frn_plan *P = S->p;
     const int L = P->d.num_layers, B = S->B;
     const int rev = __atomic_load_n(&S->rev, __ATOMIC_RELAXED);
+    /* (helpers that come late read a flipped cur: their claims then fail) */
+    const int cur = __atomic_load_n(&S->cur, __ATOMIC_RELAXED);
     for (int l = 0; l < L; l++) {
-        /* (helpers that come late read a flipped cur: their claims then fail) */
-        const int cur = __atomic_load_n(&S->cur[l], __ATOMIC_RELAXED);
         C.w = &P->w[l];
         C.h[0] = (FRN_T *)S->h[2 * l + cur];
         C.h[1] = (FRN_T *)S->h[2 * l + (cur ^ 1)];
@@ -683,9 +690,7 @@ static void FN(stream_layers)(struct frn_stream *S, FN(ctx) C, const void *x, vo
         C.out = l == L - 1 ? (FRN_T *)out : NULL;
         C.out_sb = P->h_out;
         /* layer l > 0 reads the new state of layer l - 1 (S->cur flips after the step) */
-        const FRN_T *a = l == 0 ? (const FRN_T *)x
-                                : (const FRN_T *)S->h[2 * (l - 1) +
-                                                      (__atomic_load_n(&S->cur[l - 1], __ATOMIC_RELAXED) ^ 1)];
+        const FRN_T *a = l == 0 ? (const FRN_T *)x : (const FRN_T *)S->h[2 * (l - 1) + (cur ^ 1)];
         const ptrdiff_t lda = l == 0 ? P->d.input_size : P->ldh;
         /* When the input and recurrent panels cover the same units (all but GRU
            with lbr=False), a stream projects and steps panel by panel in one pass;
@@ -716,10 +721,11 @@ static FN(ctx) FN(stream_ctx)(struct frn_stream *S)
    then of the next step's R phases. */
 static void FN(stream_team)(struct frn_stream *S, int tid, uint64_t k0)
 {
-    FN(team) tm = {S->sched, tid, k0};
+    FN(team) tm = {S->sched, tid, k0, k0}; /* the caller opened k0 before it said so */
     const int eager = S->eager;
     FN(stream_layers)(S, FN(stream_ctx)(S), S->x, S->out, &tm, S->use_r);
     if (eager) FN(stream_recur)(S, &tm);
+    frn_sched_prefetch(tm.S, tm.k + 1, tid); /* the next step's first claim */
 }
 
 static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n_threads)
@@ -756,19 +762,22 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
         eager = FN(stream_eager)(P) && S->gap_ns >= FRN_STREAM_EAGER_GAP_NS;
         /* open the step: arguments first, then the phase that lets helpers in */
         const uint64_t k = S->k;
+        frn_sched_prefetch(S->sched, k + 1, 0); /* while the step opens */
         S->x = x;
         S->out = out;
         S->use_r = S->r_valid;
         S->eager = eager;
         if (eager) /* the states this step writes: the next R phases read them */
             for (int l = 0; l < L; l++)
-                __atomic_store_n(&S->rh[l], S->h[2 * l + (S->cur[l] ^ 1)], __ATOMIC_RELAXED);
+                __atomic_store_n(&S->rh[l], S->h[2 * l + (S->cur ^ 1)], __ATOMIC_RELAXED);
         atomic_store_explicit(&S->active, nt < S->nhelp + 1 ? nt : S->nhelp + 1,
                               memory_order_relaxed);
-        atomic_store(&S->base, k); /* seq_cst: against the sleepers count below */
+        /* the phase first, so a helper that sees base knows phase k + 1 is open
+           without looking at (and waiting for) another cache line */
         frn_sched_done(S->sched, k, 1, 1);
+        atomic_store(&S->base, k); /* seq_cst: against the sleepers count below */
         if (atomic_load(&S->sleepers) > 0) frn_stream_wake(S);
-        FN(team) tm = {S->sched, 0, k + 1};
+        FN(team) tm = {S->sched, 0, k + 1, k + 1};
         FN(stream_layers)(S, FN(stream_ctx)(S), x, out, &tm, S->use_r);
         S->k = tm.k;
         S->r_pending = eager; /* the helpers go on to the R phases */
@@ -776,7 +785,7 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
         FN(stream_layers)(S, FN(stream_ctx)(S), x, out, NULL, 0);
     }
     S->r_valid = eager; /* once the R phases are joined */
-    for (int l = 0; l < L; l++) __atomic_store_n(&S->cur[l], S->cur[l] ^ 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&S->cur, S->cur ^ 1, __ATOMIC_RELAXED);
     __atomic_store_n(&S->rev, S->rev ^ 1, __ATOMIC_RELAXED);
     if (nt > 1 && helpers) S->t_ret = frn_now_ns();
     return FRN_OK;

@@ -82,13 +82,13 @@ struct frn_stream {
     int use_r;          /* the current step's cell phases take their products from r */
     int eager;          /* the current step's R phases follow it (engine.h) */
     int rev;            /* sweep direction of the next step (alternates) */
+    int cur;            /* which of the two h buffers of every layer holds the state */
     _Atomic int quit;
     _Atomic int sleepers;
     /* the rest, written once a step at most */
     const frn_plan *p __attribute__((aligned(64)));
     int B;
     int *perm;   /* identity: streams have no lengths */
-    int *cur;    /* per layer: which of the two h buffers holds the state */
     void **h;    /* 2 per layer, B x ldh */
     void **c;    /* per layer, B x ldh (LSTM) */
     void *m, *z, *xp;
