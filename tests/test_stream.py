@@ -151,17 +151,10 @@ def _away(us):
         pass
 
 
-@pytest.fixture
-def two_threads():
-    before = fastrnn.get_num_threads()
-    fastrnn.set_num_threads(2)
-    yield
-    fastrnn.set_num_threads(before)
-
-
+@pytest.mark.parametrize("n_threads", [2], indirect=True)
 @pytest.mark.parametrize("B", [1, 3])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh", "lstm_proj", "gru_lbr_false"])
-def test_steps_with_time_between_equal_sequence(kind, B, isa, two_threads):
+def test_steps_with_time_between_equal_sequence(kind, B, isa, n_threads):
     """When the caller spends time between steps, a stream on helper threads has them
     compute the next step's recurrent products before the call (layers/engine.h,
     "eager"; LSTM without projection, GRU with linear_before_reset, RNN). Steps must
@@ -197,7 +190,8 @@ def test_steps_with_time_between_equal_sequence(kind, B, isa, two_threads):
     _assert_state(stream, layer, hn, cn, "final state")
 
 
-def test_many_steps_on_helper_threads_match_one_thread(two_threads):
+@pytest.mark.parametrize("n_threads", [2], indirect=True)
+def test_many_steps_on_helper_threads_match_one_thread(n_threads):
     """A soak of the hand-over between the caller and the helper threads
     (layers/sched.h): 60k steps on two threads, back to back and, in stretches, with
     time between them (so both ways of stepping alternate), end in exactly the state

@@ -52,9 +52,8 @@ typedef struct {
     const FRN_T *bias;
     int xw;
     /* a cell phase whose recurrent products are already computed (a stream's eager
-       W_hh h, see stream_recur): rows of ldr values in the XP layout */
+       W_hh h, see stream_recur): rows of xw values in the XP layout */
     const FRN_T *racc;
-    ptrdiff_t ldr;
 } FN(phase);
 
 static inline void FN(epilogue)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s,
@@ -205,7 +204,7 @@ static void FN(run_items)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ct
         if (ph2 && ph2->racc) { /* eager products: the tile's rows, as a tile leaves them */
             const ptrdiff_t w = (ptrdiff_t)ph2->nv * VL;
             for (int r = 0; r < mr; r++)
-                memcpy(acc + r * w, ph2->racc + (ptrdiff_t)(r0 + r) * ph2->ldr + p * w,
+                memcpy(acc + r * w, ph2->racc + (ptrdiff_t)(r0 + r) * ph2->xw + p * w,
                        sizeof(FRN_T) * (size_t)w);
             FN(epilogue)(ph2, C, hnext, s, r0, mr, p, 1, acc);
         } else if (ph2) { /* the same units and rows through a second phase (streams) */
@@ -264,6 +263,22 @@ static void FN(run_first)(const FN(phase) *fused, const FN(phase) *ph, const FN(
         FN(run_phase)(ph, C, hnext, s, tm, rev);
 }
 
+/* The recurrent product h W_hh^T of `rows` rows of h (row stride ldh) as a phase;
+   the caller sets what receives its tiles. */
+static FN(phase) FN(recur_phase)(const frn_plan *P, const frn_dir_w *w, const FRN_T *h, int rows)
+{
+    FN(phase) ph = {0};
+    ph.rows = rows;
+    ph.a = h;
+    ph.lda = P->ldh;
+    ph.K = P->h_out;
+    ph.b = (const FRN_T *)w->whh;
+    ph.nv = P->nv_h;
+    ph.np = P->np_h;
+    ph.bs = (ptrdiff_t)P->h_out * P->nv_h * VL;
+    return ph;
+}
+
 /*
  * One recurrent step s over the first `rows` sorted rows: C->h[cur] is read,
  * C->h[cur ^ 1] written. Called by every thread of the team.
@@ -274,18 +289,10 @@ static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, FN(team) *tm, i
     const frn_plan *P = C->p;
     const frn_dir_w *w = C->w;
     const int H = P->d.hidden_size;
-    FRN_T *hprev = C->h[cur], *hnext = C->h[cur ^ 1];
-    FN(phase) ph = {0};
-    ph.rows = rows;
-    ph.a = hprev;
-    ph.lda = P->ldh;
-    ph.K = P->h_out;
-    ph.b = (const FRN_T *)w->whh;
-    ph.nv = P->nv_h;
-    ph.np = P->np_h;
-    ph.bs = (ptrdiff_t)P->h_out * P->nv_h * VL;
+    FRN_T *hnext = C->h[cur ^ 1];
+    FN(phase) ph = FN(recur_phase)(P, w, C->h[cur], rows);
     ph.racc = racc;
-    ph.ldr = P->xw;
+    ph.xw = P->xw;
     switch (P->d.cell) {
     case FRN_LSTM:
         ph.epi = FRN_EPI_LSTM;
@@ -626,33 +633,32 @@ done:
  */
 #define FRN_STREAM_EAGER_GAP_NS 1000.0
 
+/* Whether a stream projects and steps panel by panel in one pass: the input and
+   recurrent panels cover the same units (all but GRU with lbr=False). */
+static int FN(stream_fuses)(const frn_plan *P)
+{
+    return P->np_x == P->np_h && P->nv_x == P->nv_h;
+}
+
 static int FN(stream_eager)(const frn_plan *P)
 {
     const int one_phase = P->d.cell == FRN_LSTM ? P->d.proj_size == 0
                           : P->d.cell == FRN_GRU ? P->d.linear_before_reset
                                                  : 1;
-    return one_phase && P->np_x == P->np_h && P->nv_x == P->nv_h;
+    return one_phase && FN(stream_fuses)(P);
 }
 
-/* R: W_hh h of every layer's state (S->rh) into S->r, as phases of team tm, or
-   alone when tm is NULL. */
+/* R: W_hh h of every layer's state (S->rh) into S->r, as phases of team tm. */
 static void FN(stream_recur)(struct frn_stream *S, FN(team) *tm)
 {
     const frn_plan *P = S->p;
     const int B = S->B;
     for (int l = 0; l < P->d.num_layers; l++) {
-        FN(phase) ph = {0};
-        ph.epi = FRN_EPI_XP;
-        ph.rows = B;
         /* (a helper that comes late may read the next step's pointer: its claims
            then fail, as the phase is complete before the caller opens that step) */
-        ph.a = (const FRN_T *)__atomic_load_n(&S->rh[l], __ATOMIC_RELAXED);
-        ph.lda = P->ldh;
-        ph.K = P->h_out;
-        ph.b = (const FRN_T *)P->w[l].whh;
-        ph.nv = P->nv_h;
-        ph.np = P->np_h;
-        ph.bs = (ptrdiff_t)P->h_out * P->nv_h * VL;
+        FN(phase) ph = FN(recur_phase)(
+            P, &P->w[l], (const FRN_T *)__atomic_load_n(&S->rh[l], __ATOMIC_RELAXED), B);
+        ph.epi = FRN_EPI_XP;
         ph.xp = (FRN_T *)S->r + (ptrdiff_t)l * B * P->xw;
         ph.xw = P->xw;
         /* forwards for every thread: claims in one phase must agree on the
@@ -692,12 +698,11 @@ static void FN(stream_layers)(struct frn_stream *S, FN(ctx) C, const void *x, vo
         /* layer l > 0 reads the new state of layer l - 1 (S->cur flips after the step) */
         const FRN_T *a = l == 0 ? (const FRN_T *)x : (const FRN_T *)S->h[2 * (l - 1) + (cur ^ 1)];
         const ptrdiff_t lda = l == 0 ? P->d.input_size : P->ldh;
-        /* When the input and recurrent panels cover the same units (all but GRU
-           with lbr=False), a stream projects and steps panel by panel in one pass;
+        /* Fused (stream_fuses): projected and stepped panel by panel in one pass;
            the sweep turns around every call, so the weights touched last are the
            first needed next (LSTM H=512: 8 MB of W_ih and W_hh, 2 MB of L2). */
         FN(phase) px = FN(project_phase)(&C, a, lda, B);
-        const int fuse = P->np_x == P->np_h && P->nv_x == P->nv_h;
+        const int fuse = FN(stream_fuses)(P);
         if (!fuse) FN(run_phase)(&px, &C, NULL, 0, tm, rev);
         const FRN_T *racc = use_r ? (const FRN_T *)S->r + (ptrdiff_t)l * B * P->xw : NULL;
         FN(step)(&C, 0, B, 0, tm, rev, fuse ? &px : NULL, racc);
@@ -742,7 +747,8 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
        2000-unit fastrnn.Linear head per step on 2 threads: 355 us a step with
        helpers, 230 with a region). */
     const int helpers = nt > 1 && fma < FRN_STREAM_OMP_FMA;
-    if (helpers && S->t_ret) /* the caller's time away (before it joins any R phase) */
+    const int timed = helpers && FN(stream_eager)(P); /* the gap decides eagerness */
+    if (timed && S->t_ret) /* the caller's time away (before it joins any R phase) */
         S->gap_ns += 0.25 * ((double)(frn_now_ns() - S->t_ret) - S->gap_ns);
     if (helpers && S->nhelp == 0) {
         S->team = FN(stream_team);
@@ -759,7 +765,7 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
             FN(stream_layers)(S, FN(stream_ctx)(S), x, out, &tm, 0);
         }
     } else if (nt > 1) {
-        eager = FN(stream_eager)(P) && S->gap_ns >= FRN_STREAM_EAGER_GAP_NS;
+        eager = timed && S->gap_ns >= FRN_STREAM_EAGER_GAP_NS;
         /* open the step: arguments first, then the phase that lets helpers in */
         const uint64_t k = S->k;
         frn_sched_prefetch(S->sched, k + 1, 0); /* while the step opens */
@@ -787,7 +793,7 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
     S->r_valid = eager; /* once the R phases are joined */
     __atomic_store_n(&S->cur, S->cur ^ 1, __ATOMIC_RELAXED);
     __atomic_store_n(&S->rev, S->rev ^ 1, __ATOMIC_RELAXED);
-    if (nt > 1 && helpers) S->t_ret = frn_now_ns();
+    if (timed) S->t_ret = frn_now_ns();
     return FRN_OK;
 }
 
