@@ -481,6 +481,48 @@ def test_bitwise_same_for_more_threads_than_cores(isa):
                         assert np.array_equal(a, b), f"{variant} {dtype}: 3-4 threads differ"
 
 
+# Batch 1 on one thread weaves each chunk's input projection into the previous
+# chunk's recurrent tiles (csrc/kernels/tile.h, "projection ahead") when W_hh is at
+# least 64 KB (every variant here, RNN included): chunks of 16 steps or more, blocks
+# of 32 reduction steps. Sizes: T past several chunks with a last chunk of fewer
+# rows than k blocks (projected the usual way) and with more; inputs shorter,
+# longer and not a multiple of the block; two layers, both directions, a length
+# shorter than T. A batch of 2 (no projection ahead) and 2 threads (no projection
+# ahead either) must give the same bits.
+AHEAD_SIZES = [  # (hidden, input, T, num_layers, bidirectional, length)
+    (130, 70, 53, 2, True, None),
+    (128, 20, 40, 1, False, 33),
+    (150, 257, 35, 1, True, None),
+    (140, 300, 70, 2, False, 61),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_projection_ahead_bitwise(variant, dtype, isa):
+    for j, (H, I, T, L, bidir, length) in enumerate(AHEAD_SIZES):
+        cfg = dict(hidden=H, input=I, num_layers=L, bidirectional=bidir, bias=j % 2 == 0,
+                   batch_first=False)
+        layer = make_layer(variant, cfg, dtype, seed=j)
+        rng = np.random.default_rng(j)
+        x = rng.standard_normal((T, 1, I)).astype(dtype)
+        lengths = None if length is None else np.array([length])
+        got = run(layer, x, None, lengths)
+        # the same sequence beside another one
+        x2 = np.concatenate([x, rng.standard_normal((T, 1, I)).astype(dtype)], axis=1)
+        lens2 = None if length is None else np.array([length, T])
+        pair = run(layer, x2, None, lens2)
+        with threads(2):
+            two = run(layer, x, None, lengths)
+        for name, a, b, c in zip(("out", "h_n", "c_n"), got, pair, two):
+            if a is None:
+                continue
+            assert np.array_equal(a[:, :1], b[:, :1]), f"{variant} {dtype} {j}: {name} in a batch"
+            assert np.array_equal(a, c), f"{variant} {dtype} {j}: {name} on 2 threads"
+        check_against_reference(layer, got, run_reference(layer, x, None, lengths), lengths,
+                                f"{variant} {dtype} {j}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_bitwise_same_at_any_batch_position(variant, dtype, isa):

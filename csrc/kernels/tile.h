@@ -114,3 +114,102 @@ static inline void FN(tile)(int nv, int mr, int np, int K, const FRN_T *a, ptrdi
     }
 #undef FRN_TILE_CASE
 }
+
+/*
+ * Projection ahead (batch 1; layers/engine.h, run_dir_ahead). One panel of the
+ * recurrent product h W_hh^T, with a slice of a LATER chunk's input projection
+ * woven into its k loop. At batch 1 the recurrent product reads each weight once
+ * per step (one FMA per vector loaded: bound by the cache that holds W_hh), while
+ * the input projection is a GEMM (bound by the FMA units): run one after the
+ * other, each leaves the other's resource idle. Here both advance in the same
+ * loop, so the core streams W_hh and does the projection's arithmetic at once.
+ *
+ * The projection's work is cut in segments: one row r of the chunk, one W_ih panel
+ * p and one block kb of FRN_AHEAD_KB reduction steps, numbered with r fastest:
+ *     seg = (kb * np + p) * rows + r,
+ * so consecutive segments reuse one W_ih block (KB x NV*VL values, in L1) for
+ * `rows` rows in a row. A segment continues the element's chain from its partial
+ * sum in XP (kb > 0) and adds the bias after the last block, so every element is
+ * the same chain as the plain tile's (bitwise equal results). Two segments of the
+ * same (p, r) are np*rows segments apart; the driver runs them in different steps
+ * (rows >= nkb), so items run in any order or on any thread never race.
+ */
+#ifndef FRN_AHEAD_KB
+#define FRN_AHEAD_KB 32
+#endif
+
+typedef struct {
+    int np, nkb, kx, rows; /* W_ih panels, k blocks, reduction length, chunk rows */
+    const FRN_T *b;        /* W_ih panels, bs elements apart */
+    ptrdiff_t bs;
+    const FRN_T *bias;     /* folded biases in the XP layout, or NULL */
+    FRN_T *xp;             /* the chunk's XP rows, xw values each */
+    int xw;
+    const FRN_T *x0;       /* row r's input at x0 + r*xst */
+    ptrdiff_t xst;
+    long seg0;             /* the calling step's first segment */
+} FN(ahead);
+
+#define FRN_AHEAD_DEF(NV)                                                              \
+    static void FN(ahead_##NV)(int K, const FRN_T *restrict h, const FRN_T *restrict w, \
+                               FRN_T *restrict c, const FN(ahead) *A, long lo, long hi) \
+    {                                                                                  \
+        VT m[NV];                                                                      \
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) m[v] = V(zero)();         \
+        const long total = (long)A->rows * A->np * A->nkb;                             \
+        int k = 0;                                                                     \
+        for (long sg = lo; sg < hi && sg < total; sg++) {                              \
+            const int r = (int)(sg % A->rows);                                         \
+            const long q = sg / A->rows;                                               \
+            const int p = (int)(q % A->np), kb = (int)(q / A->np);                     \
+            const int k0 = kb * FRN_AHEAD_KB;                                          \
+            const int kn = A->kx - k0 < FRN_AHEAD_KB ? A->kx - k0 : FRN_AHEAD_KB;      \
+            FRN_T *dst = A->xp + (ptrdiff_t)r * A->xw + (ptrdiff_t)p * (NV * VL);      \
+            const FRN_T *x = A->x0 + (ptrdiff_t)r * A->xst + k0;                       \
+            const FRN_T *wi = A->b + (ptrdiff_t)p * A->bs + (ptrdiff_t)k0 * (NV * VL); \
+            VT g[NV];                                                                  \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                       \
+                g[v] = kb ? V(load)(dst + v * VL) : V(zero)();                         \
+            int i = 0;                                                                 \
+            for (; i < kn && k < K; i++, k++) {                                        \
+                const VT hk = V(set1)(h[k]), xi = V(set1)(x[i]);                       \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                 \
+                    m[v] = V(fma)(hk, V(load)(w + (ptrdiff_t)k * (NV * VL) + v * VL), m[v]); \
+                    g[v] = V(fma)(xi, V(load)(wi + (ptrdiff_t)i * (NV * VL) + v * VL), g[v]); \
+                }                                                                      \
+            }                                                                          \
+            for (; i < kn; i++) {                                                      \
+                const VT xi = V(set1)(x[i]);                                           \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                   \
+                    g[v] = V(fma)(xi, V(load)(wi + (ptrdiff_t)i * (NV * VL) + v * VL), g[v]); \
+            }                                                                          \
+            if (kb == A->nkb - 1 && A->bias) {                                         \
+                const FRN_T *bias = A->bias + (ptrdiff_t)p * (NV * VL);                \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                   \
+                    V(store)(dst + v * VL, V(add)(g[v], V(load)(bias + v * VL)));      \
+            } else {                                                                   \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                   \
+                    V(store)(dst + v * VL, g[v]);                                      \
+            }                                                                          \
+        }                                                                              \
+        for (; k < K; k++) {                                                           \
+            const VT hk = V(set1)(h[k]);                                               \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                       \
+                m[v] = V(fma)(hk, V(load)(w + (ptrdiff_t)k * (NV * VL) + v * VL), m[v]); \
+        }                                                                              \
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) V(store)(c + v * VL, m[v]); \
+    }
+
+FRN_AHEAD_DEF(3)
+FRN_AHEAD_DEF(4)
+
+/* One panel of the recurrent product (nv vectors wide, K long) into c, with
+   segments [lo, hi) of A's projection. */
+static inline void FN(tile_ahead)(int nv, int K, const FRN_T *h, const FRN_T *w, FRN_T *c,
+                                  const FN(ahead) *A, long lo, long hi)
+{
+    if (nv == 3)
+        FN(ahead_3)(K, h, w, c, A, lo, hi);
+    else
+        FN(ahead_4)(K, h, w, c, A, lo, hi);
+}

@@ -13,7 +13,8 @@
  * Sequences are sorted by length once per call, so the rows still running at step
  * s are a prefix of nact[s] rows: no work for padding, no per-row branches in the
  * GEMM. The reverse direction walks step s of a sequence of length n at time
- * n-1-s.
+ * n-1-s. At batch 1 on one thread, 1. for the next chunk runs inside 2. of the
+ * current one (run_dir_ahead, kernels/tile.h "projection ahead").
  *
  * Threads: one OpenMP team per (layer, direction); its threads go through the same
  * sequence of phases (gather, projection, then one or two per step), each a set of
@@ -54,6 +55,9 @@ typedef struct {
     /* a cell phase whose recurrent products are already computed (a stream's eager
        W_hh h, see stream_recur): rows of xw values in the XP layout */
     const FRN_T *racc;
+    /* batch 1: a later chunk's input projection to weave into this phase's tiles
+       (kernels/tile.h, "projection ahead"; run_dir_ahead) */
+    const FN(ahead) *ahead;
 } FN(phase);
 
 static inline void FN(epilogue)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s,
@@ -155,10 +159,18 @@ static void FN(run_row)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ctx)
             const int npg = left < chunk ? (int)left : chunk;
             const int p = (int)(rev ? blo + bn - done - npg : blo + done);
             if (xp) FN(tile_epi)(xp, C, NULL, s, 0, 1, p, npg, acc);
-            if (!cell->racc)
+            if (cell->ahead) {
+                /* one panel at a time, each with its own segments of the projection */
+                const FN(ahead) *A = cell->ahead;
+                for (int q = p; q < p + npg; q++)
+                    FN(tile_ahead)(cell->nv, cell->K, cell->a, cell->b + (ptrdiff_t)q * cell->bs,
+                                   acc + (q - blo) * w, A, A->seg0 + (long)q * A->nkb,
+                                   A->seg0 + (long)(q + 1) * A->nkb);
+            } else if (!cell->racc) {
                 FN(tile)(cell->nv, 1, npg, cell->K, cell->a, cell->lda,
                          cell->b + (ptrdiff_t)p * cell->bs, cell->bs, acc + (p - blo) * w,
                          w * npg, NULL);
+            }
             done += npg;
         }
         /* eager products: one row in the XP layout is the epilogue's layout */
@@ -284,7 +296,7 @@ static FN(phase) FN(recur_phase)(const frn_plan *P, const frn_dir_w *w, const FR
  * C->h[cur ^ 1] written. Called by every thread of the team.
  */
 static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, FN(team) *tm, int rev,
-                     const FN(phase) *fused, const FRN_T *racc)
+                     const FN(phase) *fused, const FRN_T *racc, const FN(ahead) *ahead)
 {
     const frn_plan *P = C->p;
     const frn_dir_w *w = C->w;
@@ -292,6 +304,7 @@ static void FN(step)(const FN(ctx) *C, int s, int rows, int cur, FN(team) *tm, i
     FRN_T *hnext = C->h[cur ^ 1];
     FN(phase) ph = FN(recur_phase)(P, w, C->h[cur], rows);
     ph.racc = racc;
+    ph.ahead = ahead;
     ph.xw = P->xw;
     switch (P->d.cell) {
     case FRN_LSTM:
@@ -375,6 +388,28 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
    (LSTM H=256 at batch 1 is 0.5 M), in an OpenMP region from it on (stream_step). */
 #define FRN_STREAM_OMP_FMA (1024.0 * 1024.0)
 
+/*
+ * Batch-1 calls on one thread weave the input projection into the recurrent tiles
+ * (run_dir_ahead) when W_hh is between these sizes. Measured against the plain
+ * path, 1 thread, T=100, I=H (1-thread AVX-512, 2-core Zen 4 VM, medians of 5
+ * alternated runs): LSTM H=64..512 4-10% faster per step (H=512, 4 MB: 67.1 ->
+ * 60.2 us), GRU H=128/512 5% and 4%; GRU H=64 (48 KB, where the plain tiles find
+ * part of W_hh in L1) 3% slower, and past ~6 MB (W_hh streamed from L3: LSTM
+ * H=768 and 896, GRU H=896) 3-8% slower, as the woven loop keeps fewer of
+ * W_hh's loads in flight.
+ */
+#ifndef FRN_AHEAD_MIN_WHH
+#define FRN_AHEAD_MIN_WHH (64.0 * 1024)
+#endif
+#ifndef FRN_AHEAD_MAX_WHH
+#define FRN_AHEAD_MAX_WHH (6.0 * 1024 * 1024)
+#endif
+/* Steps per chunk (at least the k blocks of the input): the rows that reuse one
+   block of W_ih while it is in L1; the first chunk's projection is not hidden. */
+#ifndef FRN_AHEAD_ROWS
+#define FRN_AHEAD_ROWS 16
+#endif
+
 static inline int FN(useful_threads)(double fma, int nt)
 {
     if (fma < 65536.0) return 1;
@@ -395,6 +430,44 @@ typedef struct {
     FRN_T *xp, *h0, *h1, *c, *m, *z;
 } FN(fwd);
 
+/* Gather the input rows of steps [s0, s1) (iteration order) into contiguous rows
+   and project them into xp; an item of the gather is one step's rows. */
+static void FN(project_chunk)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *src,
+                              ptrdiff_t st, ptrdiff_t sb, int K, int s0, int s1, FRN_T *xp,
+                              FN(team) *tm)
+{
+    int rows = 0;
+    for (int s = s0; s < s1; s++) rows += F->nact[s];
+    {
+        const long n = s1 - s0;
+        long lo = 0, hi = n;
+        uint64_t k = 0;
+        if (tm) {
+            k = tm->k++;
+            frn_sched_wait(tm->S, k);
+        }
+        long done = 0;
+        while (tm ? frn_sched_claim(tm->S, k, tm->tid, n, 1, 0, &lo, &hi) : lo < hi) {
+            for (long i = lo; i < hi; i++) {
+                const int s = s0 + (int)i;
+                int row = 0;
+                for (int s2 = s0; s2 < s; s2++) row += F->nact[s2];
+                for (int bp = 0; bp < F->nact[s]; bp++, row++) {
+                    frn_rowpos rp = FN(rowpos)(C0, bp, s);
+                    memcpy(F->a + (ptrdiff_t)row * F->lda_a, src + rp.t * st + rp.b * sb,
+                           (size_t)K * sizeof(FRN_T));
+                }
+            }
+            if (!tm) break;
+            done += hi - lo;
+        }
+        if (done) frn_sched_done(tm->S, k, done, n);
+    }
+    FN(ctx) Cx = *C0;
+    Cx.xp = xp;
+    FN(project)(&Cx, F->a, F->lda_a, rows, tm);
+}
+
 /* One (layer, direction) over the whole sequence; every thread of the team runs
    this, the phases keep them in step. */
 static void FN(run_dir)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *src, ptrdiff_t st,
@@ -406,45 +479,78 @@ static void FN(run_dir)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *src, p
         int s1 = s0, rows = 0;
         while (s1 < F->t_live && (s1 == s0 || rows + F->nact[s1] <= F->chunk_rows))
             rows += F->nact[s1++];
-        /* gather the chunk's input rows (iteration order) into contiguous rows; an
-           item is one step's rows */
-        {
-            const long n = s1 - s0;
-            long lo = 0, hi = n;
-            uint64_t k = 0;
-            if (tm) {
-                k = tm->k++;
-                frn_sched_wait(tm->S, k);
-            }
-            long done = 0;
-            while (tm ? frn_sched_claim(tm->S, k, tm->tid, n, 1, 0, &lo, &hi) : lo < hi) {
-                for (long i = lo; i < hi; i++) {
-                    const int s = s0 + (int)i;
-                    int row = 0;
-                    for (int s2 = s0; s2 < s; s2++) row += F->nact[s2];
-                    for (int bp = 0; bp < F->nact[s]; bp++, row++) {
-                        frn_rowpos rp = FN(rowpos)(C0, bp, s);
-                        memcpy(F->a + (ptrdiff_t)row * F->lda_a, src + rp.t * st + rp.b * sb,
-                               (size_t)K * sizeof(FRN_T));
-                    }
-                }
-                if (!tm) break;
-                done += hi - lo;
-            }
-            if (done) frn_sched_done(tm->S, k, done, n);
-        }
-        FN(project)(C0, F->a, F->lda_a, rows, tm);
+        FN(project_chunk)(F, C0, src, st, sb, K, s0, s1, C0->xp, tm);
         ptrdiff_t xoff = 0;
         for (int s = s0; s < s1; s++) {
             FN(ctx) Cs = *C0;
             Cs.xp = C0->xp + xoff;
-            FN(step)(&Cs, s, F->nact[s], cur, tm, s & 1, NULL, NULL);
+            FN(step)(&Cs, s, F->nact[s], cur, tm, s & 1, NULL, NULL, NULL);
             xoff += (ptrdiff_t)F->nact[s] * P->xw;
             cur ^= 1;
         }
         s0 = s1;
     }
     if (tm) frn_sched_wait(tm->S, tm->k); /* the last phase is complete */
+}
+
+/*
+ * Batch 1 with the projection ahead (kernels/tile.h): chunks of R = chunk_rows
+ * steps; the first chunk is projected as usual, and every chunk's steps weave the
+ * NEXT chunk's projection into their recurrent tiles, a step's panel q taking
+ * segments [(j*np + q)*nkb, +nkb) at its j-th step in the chunk. A next chunk of
+ * fewer than nkb rows (the end of the sequence) is projected as usual instead, as
+ * its segments could then meet within one step.
+ */
+static void FN(run_dir_ahead)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *src,
+                              ptrdiff_t st, ptrdiff_t sb, int K, FN(team) *tm)
+{
+    const frn_plan *P = F->p;
+    const int R = F->chunk_rows, n = F->t_live;
+    const int nkb = (K + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
+    FRN_T *xpb[2] = {C0->xp, C0->xp + (ptrdiff_t)R * P->xw};
+    int cur = 0;
+    FN(project_chunk)(F, C0, src, st, sb, K, 0, n < R ? n : R, xpb[0], tm);
+    for (int s0 = 0, c = 0; s0 < n; s0 += R, c++) {
+        const int s1 = s0 + R < n ? s0 + R : n;
+        const int rows = (s1 + R < n ? s1 + R : n) - s1; /* of the next chunk */
+        FN(ahead) A = {0};
+        A.np = P->np_x;
+        A.nkb = nkb;
+        A.kx = K;
+        A.rows = rows;
+        A.b = (const FRN_T *)C0->w->wih;
+        A.bs = (ptrdiff_t)K * P->nv_x * VL;
+        A.bias = (const FRN_T *)C0->w->bias_x;
+        A.xp = xpb[(c + 1) & 1];
+        A.xw = P->xw;
+        if (rows > 0) {
+            /* row r is step s1 + r: time t or, in reverse, len - 1 - t */
+            const frn_rowpos rp = FN(rowpos)(C0, 0, s1);
+            A.x0 = src + rp.t * st;
+            A.xst = C0->dir ? -st : st;
+        }
+        const int fuse = rows >= nkb;
+        for (int s = s0; s < s1; s++) {
+            FN(ctx) Cs = *C0;
+            Cs.xp = xpb[c & 1] + (ptrdiff_t)(s - s0) * P->xw;
+            A.seg0 = (long)(s - s0) * P->np_x * nkb;
+            FN(step)(&Cs, s, 1, cur, tm, s & 1, NULL, NULL, fuse ? &A : NULL);
+            cur ^= 1;
+        }
+        if (rows > 0 && !fuse) FN(project_chunk)(F, C0, src, st, sb, K, s1, s1 + rows,
+                                                 xpb[(c + 1) & 1], tm);
+    }
+    if (tm) frn_sched_wait(tm->S, tm->k); /* the last phase is complete */
+}
+
+/* Whether a batch-1 call weaves its projection into the recurrent tiles: the input
+   and recurrent panels cover the same units (all cells but GRU with lbr=False), and
+   W_hh is in the range where that pays (FRN_AHEAD_MIN_WHH above). */
+static int FN(ahead_fits)(const frn_plan *P)
+{
+    const double whh = (double)P->np_h * P->nv_h * VL * P->h_out * sizeof(FRN_T);
+    return P->np_x == P->np_h && P->nv_x == P->nv_h && whh >= FRN_AHEAD_MIN_WHH &&
+           whh <= FRN_AHEAD_MAX_WHH;
 }
 
 static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
@@ -498,11 +604,22 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     if (cap < B) cap = B;
     if (cap > (long)T * B) cap = (long)T * B;
     F.chunk_rows = (int)cap;
+    /* threads: by the multiply-adds of a recurrent step */
+    double step_fma = (double)B * HO * P->G * H + (P->d.proj_size ? (double)B * H * HO : 0);
+    const int nt = FN(useful_threads)(step_fma, n_threads);
+    /* Batch 1: chunks of FRN_AHEAD_ROWS steps (at least nkb of the widest input),
+       each projected while the previous one steps (run_dir_ahead). */
+    const int ahead = B == 1 && T > 1 && nt == 1 && FN(ahead_fits)(P);
+    if (ahead) {
+        const int nkb = (kmax + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
+        F.chunk_rows = nkb > FRN_AHEAD_ROWS ? nkb : FRN_AHEAD_ROWS;
+    }
 
     const size_t es = sizeof(FRN_T);
     const size_t state = ((size_t)B * P->ldh * es + 63) & ~(size_t)63;
     const size_t a_bytes = ((size_t)F.chunk_rows * F.lda_a * es + 63) & ~(size_t)63;
-    const size_t xp_bytes = ((size_t)F.chunk_rows * P->xw * es + 63) & ~(size_t)63;
+    const size_t xp_bytes =
+        ((size_t)(ahead ? 2 : 1) * F.chunk_rows * P->xw * es + 63) & ~(size_t)63;
     const size_t inner = L > 1 ? ((size_t)T * B * D * HO * es + 63) & ~(size_t)63 : 0;
     const size_t sched_bytes = (sizeof(frn_sched) + 63) & ~(size_t)63;
     char *ws = frn_workspace(sched_bytes + a_bytes + xp_bytes + 5 * state +
@@ -522,10 +639,6 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     ws += 5 * state;
     if (L > 1) F.buf[0] = (FRN_T *)ws;
     if (L > 2) F.buf[1] = (FRN_T *)(ws + inner);
-
-    /* threads: by the multiply-adds of a recurrent step */
-    double step_fma = (double)B * HO * P->G * H + (P->d.proj_size ? (double)B * H * HO : 0);
-    const int nt = FN(useful_threads)(step_fma, n_threads);
 
     for (int l = 0; l < L; l++) {
         const FRN_T *src;
@@ -591,10 +704,10 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
 #pragma omp parallel num_threads(nt)
                 {
                     FN(team) tm = {sched, omp_get_thread_num(), 0};
-                    FN(run_dir)(&F, &C, src, st, sb, K, &tm);
+                    (ahead ? FN(run_dir_ahead) : FN(run_dir))(&F, &C, src, st, sb, K, &tm);
                 }
             } else {
-                FN(run_dir)(&F, &C, src, st, sb, K, NULL);
+                (ahead ? FN(run_dir_ahead) : FN(run_dir))(&F, &C, src, st, sb, K, NULL);
             }
         }
     }
@@ -705,7 +818,7 @@ static void FN(stream_layers)(struct frn_stream *S, FN(ctx) C, const void *x, vo
         const int fuse = FN(stream_fuses)(P);
         if (!fuse) FN(run_phase)(&px, &C, NULL, 0, tm, rev);
         const FRN_T *racc = use_r ? (const FRN_T *)S->r + (ptrdiff_t)l * B * P->xw : NULL;
-        FN(step)(&C, 0, B, 0, tm, rev, fuse ? &px : NULL, racc);
+        FN(step)(&C, 0, B, 0, tm, rev, fuse ? &px : NULL, racc, NULL);
     }
     if (tm) frn_sched_wait(tm->S, tm->k);
 }
