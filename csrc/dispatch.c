@@ -10,6 +10,7 @@
 #define _GNU_SOURCE /* sched_getcpu, sched_setaffinity (Linux) */
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -444,6 +445,47 @@ int frn_stream_reorder(frn_stream *s, const int32_t *idx)
 }
 
 /* ---- threads and build ---- */
+
+double frn_core_roundtrip_ns(int iters)
+{
+#ifdef _OPENMP
+    /* thread 0 writes odd values, thread 1 answers with the next even one */
+    static _Atomic long line __attribute__((aligned(64)));
+    double ns = -1.0;
+    int team = 0;
+    atomic_store(&line, 0);
+#pragma omp parallel num_threads(2)
+    {
+#pragma omp single
+        team = omp_get_num_threads();
+        /* (the implicit barrier of single: both threads know the team size) */
+        if (team == 2) {
+            /* the first thousand round trips are not timed (a thread just woken) */
+            const long warm = 1000;
+            if (omp_get_thread_num() == 0) {
+                int64_t t0 = frn_now_ns();
+                for (long i = 0; i < warm + iters; i++) {
+                    if (i == warm) t0 = frn_now_ns();
+                    atomic_store_explicit(&line, 2 * i + 1, memory_order_release);
+                    while (atomic_load_explicit(&line, memory_order_acquire) != 2 * i + 2)
+                        ;
+                }
+                ns = (double)(frn_now_ns() - t0) / iters;
+            } else {
+                for (long i = 0; i < warm + iters; i++) {
+                    while (atomic_load_explicit(&line, memory_order_acquire) != 2 * i + 1)
+                        ;
+                    atomic_store_explicit(&line, 2 * i + 2, memory_order_release);
+                }
+            }
+        }
+    }
+    return ns;
+#else
+    (void)iters;
+    return -1.0;
+#endif
+}
 
 int frn_openmp_enabled(void)
 {

@@ -129,6 +129,11 @@ int frn_activation(int isa, int dtype, int kind, const void *x, void *y, size_t 
 int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const void *b_t,
                   const void *bias, void *c, int n_threads);
 
+/* Bench hook: the round trip of one cache line between the CPUs of two OpenMP
+   threads, in ns (average over `iters`), or -1 when two threads cannot run. What a
+   hand-over between two threads of a team costs on this machine now. */
+double frn_core_roundtrip_ns(int iters);
+
 /* Threads and build (dispatch.c). */
 int frn_openmp_enabled(void);
 int frn_max_threads(void);

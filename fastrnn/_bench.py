@@ -257,12 +257,17 @@ def _set_threads(n: int) -> None:
 
 
 def _measure_references(cases, threads, quick, progress, refs=None) -> dict:
-    """GEMM peak per thread count and matvec read rate per W_hh shape.
+    """GEMM peak per thread count and matvec read rate per W_hh shape, and (with 2+
+    threads) the round trip between two threads' cores.
 
     Called before and after the cases; with ``refs`` from the first call, the
-    better figure of the two is kept (see ``_bench_machine``: yardsticks are bests).
+    better figure of the two is kept (see ``_bench_machine``: yardsticks are bests),
+    but both round trips are kept (they show whether the host moved the CPUs).
     """
-    refs = refs or {"gemm_peak": {}, "matvec": {}, "matvec_fastrnn": {}}
+    refs = refs or {"gemm_peak": {}, "matvec": {}, "matvec_fastrnn": {}, "roundtrip": []}
+    if max(threads) > 1:
+        progress.detail("round trip between two threads' cores")
+        refs["roundtrip"].append(machine.core_roundtrip(quick=quick))
     for n in threads:
         progress.detail(f"NumPy GEMM peak at {n} thread{'s' if n > 1 else ''}")
         new = machine.gemm_peak(n, quick=quick)

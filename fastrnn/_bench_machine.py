@@ -7,6 +7,7 @@
 - :func:`matvec_bandwidth`: the rate at which NumPy's float32 matrix-vector
   product reads a matrix of W_hh's size on one thread; a batch-1 step must read all
   of W_hh, so bytes ÷ this rate is a bound on its time.
+- :func:`core_roundtrip`: what a hand-over between two threads costs right now.
 
 NumPy's BLAS threads are set with threadpoolctl when it is installed.
 """
@@ -24,8 +25,8 @@ import fastrnn
 
 from ._bench_core import time_calls
 
-__all__ = ["OtherLoad", "blas_threads", "gemm_peak", "machine_info", "matvec_bandwidth",
-           "fastrnn_matvec_bandwidth"]
+__all__ = ["OtherLoad", "blas_threads", "core_roundtrip", "gemm_peak", "machine_info",
+           "matvec_bandwidth", "fastrnn_matvec_bandwidth"]
 
 
 def blas_threads(n: int):
@@ -188,6 +189,29 @@ def fastrnn_matvec_bandwidth(rows: int, cols: int, quick: bool = False) -> dict:
     net = t - t0 if t > 1.5 * t0 else t
     return {"gbytes_per_s": w.nbytes / net / 1e9, "bytes": int(w.nbytes), "seconds": t,
             "overhead_seconds": t0, "shape": [rows, cols]}
+
+
+def core_roundtrip(quick: bool = False) -> dict:
+    """Nanoseconds for a cache line to go from one of fastrnn's two OpenMP threads
+    to the other and back: what every hand-over between the threads of a call costs.
+
+    A median of several samples, not a best: on a virtual machine the host may move
+    the CPUs between core complexes during a run, and the figure (measured here
+    57 ns on one complex, 330-350 ns across two) says which 2-thread timings were
+    taken in which placement, so it is measured before and after the cases.
+
+    Returns
+    -------
+    dict
+        {"ns": float or None (no second thread), "samples": [float, ...]}.
+    """
+    from fastrnn import _kernels
+
+    samples = [_kernels.core_roundtrip_ns(2000 if quick else 20000)
+               for _ in range(3 if quick else 7)]
+    if min(samples) < 0:
+        return {"ns": None, "samples": []}
+    return {"ns": float(np.median(samples)), "samples": samples}
 
 
 class OtherLoad:

@@ -190,6 +190,15 @@ def _header(info: dict, refs: dict, threads: list) -> list:
         lines += _wrap("Matvec", "NumPy float32 W_hh @ h read rate, 1 thread, best sample: "
                        + "; ".join(f"{r}×{c} ({_size(b['bytes'])}) {_sig(b['gbytes_per_s'])} GB/s"
                                    for (r, c), b in sorted(bws.items())))
+    trips = [t["ns"] for t in refs.get("roundtrip", []) if t.get("ns") is not None]
+    if trips:
+        when = ["before the cases", "after them"]
+        lines += _wrap("Cores", "a cache line between the CPUs of two fastrnn threads and "
+                       "back, median: " + ", ".join(
+                           f"{_sig(ns)} ns {when[i] if i < 2 else ''}".rstrip()
+                           for i, ns in enumerate(trips))
+                       + " (every hand-over of a 2-thread call pays it; a VM host can move "
+                       "the CPUs apart mid-run, which slows 2-thread rows)")
     own = refs.get("matvec_fastrnn", {})
     if own:
         lines += _wrap("Floor", "fastrnn's own micro-kernels on the same W_hh @ h, 1 thread "
@@ -201,7 +210,9 @@ def _header(info: dict, refs: dict, threads: list) -> list:
 
 
 _METHOD = [
-    "Method: engines checked first, then timed interleaved (one sample of each in turn);",
+    "Method: engines checked first, then timed interleaved (one sample of each in turn; at",
+    "  2+ threads each sample follows an idle wait for the previous engine's threads to rest",
+    "  and 20 ms (--quick: 5) of untimed calls of its own engine: idle threads come back slow);",
     "  time = median per call, IQR = interquartile range in % of the median; µs/step = time ÷ T",
     "  (streaming: per step call); GFLOP/s counts 2·B·G·H·(I+H) flops per step and layer",
     "  (G = 4 LSTM, 3 GRU, 1 RNN; gate math not counted); speed-up = peer time ÷ fastrnn time",
@@ -375,6 +386,7 @@ def to_json(info: dict, refs: dict, settings: dict, results: list) -> str:
                 {"rows": r, "cols": c, **b}
                 for (r, c), b in sorted(refs.get("matvec_fastrnn", {}).items())
             ],
+            "core_roundtrip": list(refs.get("roundtrip", [])),
         },
         "units": {"median_s": "seconds per call (streaming: per pass of T step calls)",
                   "us_per_step": "microseconds", "gflops": "1e9 flop/s, 2*B*G*H*(I+H) per "

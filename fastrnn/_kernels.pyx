@@ -87,6 +87,7 @@ cdef extern from "fastrnn.h" nogil:
     int frn_activation(int isa, int dtype, int kind, const void *x, void *y, size_t n)
     int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const void *b_t,
                       const void *bias, void *c, int n_threads)
+    double frn_core_roundtrip_ns(int iters)
     int frn_openmp_enabled()
     int frn_max_threads()
     void frn_set_max_threads(int n)
@@ -398,6 +399,17 @@ def gemm_test(int isa, a, b_t, bias, c, int n_threads):
     with nogil:
         rc = frn_gemm_test(isa, dt, iM, iN, iK, pa, pb, pbias, pc, n_threads)
     _check(rc)
+
+
+def core_roundtrip_ns(int iters):
+    """Bench hook: ns for one cache line to go from one OpenMP thread's CPU to
+    another's and back (average over `iters` >= 1), or -1.0 without two threads."""
+    if iters < 1:
+        raise ValueError(f"iters is {iters}; it must be >= 1")
+    cdef double ns
+    with nogil:
+        ns = frn_core_roundtrip_ns(iters)
+    return ns
 
 
 def openmp_enabled():

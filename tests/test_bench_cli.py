@@ -59,6 +59,7 @@ def test_json_structure(small_run):
     assert doc["machine"]["fastrnn"]["isa"] in ("generic", "avx2", "avx512")
     assert doc["references"]["gemm_peak"]["1"]["gflops"] > 0
     assert doc["references"]["matvec_bandwidth"][0]["gbytes_per_s"] > 0
+    assert doc["references"]["core_roundtrip"] == []  # measured for 2+ threads only
     results = doc["results"]
     sections = {r["case"]["section"] for r in results}
     assert sections == {"latency", "throughput", "stream"}
@@ -133,3 +134,19 @@ def test_settle_waits_for_spinning_threads_and_returns_when_idle():
     finally:
         stop.set()
         worker.join()
+
+
+def test_core_roundtrip_between_two_threads():
+    """The bench's hand-over yardstick: two OpenMP threads pass a cache line back and
+    forth; a positive time in ns (or -1 in a build without OpenMP)."""
+    from fastrnn import _bench_machine, _kernels
+
+    ns = _kernels.core_roundtrip_ns(500)
+    if not fastrnn.config()["openmp"]:
+        assert ns == -1.0
+        return
+    assert 0 < ns < 1e7
+    with pytest.raises(ValueError, match="iters"):
+        _kernels.core_roundtrip_ns(0)
+    r = _bench_machine.core_roundtrip(quick=True)
+    assert len(r["samples"]) == 3 and r["ns"] == sorted(r["samples"])[1]
