@@ -19,9 +19,11 @@ def test_kernels_stub_matches_the_module(tmp_path):
     need("mypy")
     home = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
     env = dict(os.environ)
-    # mypy finds the package (and its stub) where this fastrnn was imported from
-    env["MYPYPATH"] = home
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (home, env.get("PYTHONPATH")) if p)
+    if os.path.basename(home) not in ("site-packages", "dist-packages"):
+        # a source tree: point mypy (and the import) there; an installed fastrnn is
+        # found by mypy as a typed package (py.typed), and must not be on MYPYPATH
+        env["MYPYPATH"] = home
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (home, env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "fastrnn._kernels",
          "--mypy-config-file", os.path.join(HERE, "stubtest.ini"),
