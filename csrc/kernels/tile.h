@@ -150,58 +150,65 @@ typedef struct {
     long seg0;             /* the calling step's first segment */
 } FN(ahead);
 
-#define FRN_AHEAD_DEF(NV)                                                              \
-    static void FN(ahead_##NV)(int K, const FRN_T *restrict h, const FRN_T *restrict w, \
-                               FRN_T *restrict c, const FN(ahead) *A, long lo, long hi) \
-    {                                                                                  \
-        VT m[NV];                                                                      \
-        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) m[v] = V(zero)();         \
-        const long total = (long)A->rows * A->np * A->nkb;                             \
-        int k = 0;                                                                     \
-        for (long sg = lo; sg < hi && sg < total; sg++) {                              \
-            const int r = (int)(sg % A->rows);                                         \
-            const long q = sg / A->rows;                                               \
-            const int p = (int)(q % A->np), kb = (int)(q / A->np);                     \
-            const int k0 = kb * FRN_AHEAD_KB;                                          \
-            const int kn = A->kx - k0 < FRN_AHEAD_KB ? A->kx - k0 : FRN_AHEAD_KB;      \
-            FRN_T *dst = A->xp + (ptrdiff_t)r * A->xw + (ptrdiff_t)p * (NV * VL);      \
-            const FRN_T *x = A->x0 + (ptrdiff_t)r * A->xst + k0;                       \
-            const FRN_T *wi = A->b + (ptrdiff_t)p * A->bs + (ptrdiff_t)k0 * (NV * VL); \
-            VT g[NV];                                                                  \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                       \
-                g[v] = kb ? V(load)(dst + v * VL) : V(zero)();                         \
-            int i = 0;                                                                 \
-            for (; i < kn && k < K; i++, k++) {                                        \
-                const VT hk = V(set1)(h[k]), xi = V(set1)(x[i]);                       \
-                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                 \
-                    m[v] = V(fma)(hk, V(load)(w + (ptrdiff_t)k * (NV * VL) + v * VL), m[v]); \
-                    g[v] = V(fma)(xi, V(load)(wi + (ptrdiff_t)i * (NV * VL) + v * VL), g[v]); \
-                }                                                                      \
-            }                                                                          \
-            for (; i < kn; i++) {                                                      \
-                const VT xi = V(set1)(x[i]);                                           \
-                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                   \
-                    g[v] = V(fma)(xi, V(load)(wi + (ptrdiff_t)i * (NV * VL) + v * VL), g[v]); \
-            }                                                                          \
-            if (kb == A->nkb - 1 && A->bias) {                                         \
-                const FRN_T *bias = A->bias + (ptrdiff_t)p * (NV * VL);                \
-                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                   \
-                    V(store)(dst + v * VL, V(add)(g[v], V(load)(bias + v * VL)));      \
-            } else {                                                                   \
-                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                   \
-                    V(store)(dst + v * VL, g[v]);                                      \
-            }                                                                          \
-        }                                                                              \
-        for (; k < K; k++) {                                                           \
-            const VT hk = V(set1)(h[k]);                                               \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                       \
-                m[v] = V(fma)(hk, V(load)(w + (ptrdiff_t)k * (NV * VL) + v * VL), m[v]); \
-        }                                                                              \
-        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) V(store)(c + v * VL, m[v]); \
-    }
+/* acc[0..nv) += a * (the nv vectors at b) */
+static inline __attribute__((always_inline)) void FN(ahead_fma)(int nv, VT *acc, FRN_T a,
+                                                                 const FRN_T *b)
+{
+    const VT av = V(set1)(a);
+    _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+        acc[v] = V(fma)(av, V(load)(b + v * VL), acc[v]);
+}
 
-FRN_AHEAD_DEF(3)
-FRN_AHEAD_DEF(4)
+/* The kernel, for nv a constant once inlined (ahead_3, ahead_4 below). */
+static inline __attribute__((always_inline)) void FN(ahead_nv)(int nv, int K,
+                                                                const FRN_T *restrict h,
+                                                                const FRN_T *restrict w,
+                                                                FRN_T *restrict c,
+                                                                const FN(ahead) *A, long lo,
+                                                                long hi)
+{
+    const ptrdiff_t W = (ptrdiff_t)nv * VL;
+    const long total = (long)A->rows * A->np * A->nkb;
+    if (hi > total) hi = total;
+    VT m[4], g[4];
+    _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) m[v] = V(zero)();
+    int k = 0;
+    for (long sg = lo; sg < hi; sg++) {
+        const int r = (int)(sg % A->rows), p = (int)(sg / A->rows % A->np);
+        const int kb = (int)(sg / A->rows / A->np);
+        const int k0 = kb * FRN_AHEAD_KB;
+        const int kn = A->kx - k0 < FRN_AHEAD_KB ? A->kx - k0 : FRN_AHEAD_KB;
+        FRN_T *dst = A->xp + (ptrdiff_t)r * A->xw + p * W;
+        const FRN_T *x = A->x0 + (ptrdiff_t)r * A->xst + k0;
+        const FRN_T *wi = A->b + (ptrdiff_t)p * A->bs + k0 * W;
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+            g[v] = kb ? V(load)(dst + v * VL) : V(zero)();
+        int i = 0;
+        for (; i < kn && k < K; i++, k++) { /* the two chains, side by side */
+            FN(ahead_fma)(nv, m, h[k], w + k * W);
+            FN(ahead_fma)(nv, g, x[i], wi + i * W);
+        }
+        for (; i < kn; i++) FN(ahead_fma)(nv, g, x[i], wi + i * W);
+        if (kb == A->nkb - 1 && A->bias) /* the last block: the chain ends, + bias */
+            _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) g[v] =
+                V(add)(g[v], V(load)(A->bias + p * W + v * VL));
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) V(store)(dst + v * VL, g[v]);
+    }
+    for (; k < K; k++) FN(ahead_fma)(nv, m, h[k], w + k * W);
+    _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) V(store)(c + v * VL, m[v]);
+}
+
+static void FN(ahead_3)(int K, const FRN_T *h, const FRN_T *w, FRN_T *c, const FN(ahead) *A,
+                        long lo, long hi)
+{
+    FN(ahead_nv)(3, K, h, w, c, A, lo, hi);
+}
+
+static void FN(ahead_4)(int K, const FRN_T *h, const FRN_T *w, FRN_T *c, const FN(ahead) *A,
+                        long lo, long hi)
+{
+    FN(ahead_nv)(4, K, h, w, c, A, lo, hi);
+}
 
 /* One panel of the recurrent product (nv vectors wide, K long) into c, with
    segments [lo, hi) of A's projection. */
