@@ -212,10 +212,10 @@ static void FN(run_items)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ct
                     __builtin_prefetch(next + o, 0, 2);
             }
         }
-        if (ph->epi == FRN_EPI_LSTM || ph->epi == FRN_EPI_GRU || ph->epi == FRN_EPI_RNN ||
-            ph->epi == FRN_EPI_GRU_RZ) {
+        if (ph->epi == FRN_EPI_LSTM || ph->epi == FRN_EPI_GRU || ph->epi == FRN_EPI_RNN) {
             /* The epilogue reads this tile's rows of XP (and of c) right after the
-               tile: ask for them now, so they arrive while the tile computes (XP of a
+               tile -- in these cells panel p's units are XP's columns of input panel
+               p: ask for them now, so they arrive while the tile computes (XP of a
                chunk outgrows L2 at large batches: LSTM H=512 at batch 64 reads 512 KB
                of it a step, and its epilogue waited on L3 -- 14% of the time of the
                step's tiles, 6% with this; batch 64, 1 thread: LSTM and GRU H=512
@@ -457,31 +457,29 @@ static void FN(project_chunk)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
 {
     int rows = 0;
     for (int s = s0; s < s1; s++) rows += F->nact[s];
-    {
-        const long n = s1 - s0;
-        long lo = 0, hi = n;
-        uint64_t k = 0;
-        if (tm) {
-            k = tm->k++;
-            frn_sched_wait(tm->S, k);
-        }
-        long done = 0;
-        while (tm ? frn_sched_claim(tm->S, k, tm->tid, n, 1, 0, &lo, &hi) : lo < hi) {
-            for (long i = lo; i < hi; i++) {
-                const int s = s0 + (int)i;
-                int row = 0;
-                for (int s2 = s0; s2 < s; s2++) row += F->nact[s2];
-                for (int bp = 0; bp < F->nact[s]; bp++, row++) {
-                    frn_rowpos rp = FN(rowpos)(C0, bp, s);
-                    memcpy(F->a + (ptrdiff_t)row * F->lda_a, src + rp.t * st + rp.b * sb,
-                           (size_t)K * sizeof(FRN_T));
-                }
-            }
-            if (!tm) break;
-            done += hi - lo;
-        }
-        if (done) frn_sched_done(tm->S, k, done, n);
+    const long n = s1 - s0;
+    long lo = 0, hi = n;
+    uint64_t k = 0;
+    if (tm) {
+        k = tm->k++;
+        frn_sched_wait(tm->S, k);
     }
+    long done = 0;
+    while (tm ? frn_sched_claim(tm->S, k, tm->tid, n, 1, 0, &lo, &hi) : lo < hi) {
+        for (long i = lo; i < hi; i++) {
+            const int s = s0 + (int)i;
+            int row = 0;
+            for (int s2 = s0; s2 < s; s2++) row += F->nact[s2];
+            for (int bp = 0; bp < F->nact[s]; bp++, row++) {
+                frn_rowpos rp = FN(rowpos)(C0, bp, s);
+                memcpy(F->a + (ptrdiff_t)row * F->lda_a, src + rp.t * st + rp.b * sb,
+                       (size_t)K * sizeof(FRN_T));
+            }
+        }
+        if (!tm) break;
+        done += hi - lo;
+    }
+    if (done) frn_sched_done(tm->S, k, done, n);
     FN(ctx) Cx = *C0;
     Cx.xp = xp;
     FN(project)(&Cx, F->a, F->lda_a, rows, tm);
@@ -633,6 +631,8 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
         const int nkb = (kmax + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
         F.chunk_rows = nkb > FRN_AHEAD_ROWS ? nkb : FRN_AHEAD_ROWS;
     }
+    void (*run)(const FN(fwd) *, const FN(ctx) *, const FRN_T *, ptrdiff_t, ptrdiff_t, int,
+                FN(team) *) = ahead ? FN(run_dir_ahead) : FN(run_dir);
 
     const size_t es = sizeof(FRN_T);
     const size_t state = ((size_t)B * P->ldh * es + 63) & ~(size_t)63;
@@ -723,10 +723,10 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
 #pragma omp parallel num_threads(nt)
                 {
                     FN(team) tm = {sched, omp_get_thread_num(), 0};
-                    (ahead ? FN(run_dir_ahead) : FN(run_dir))(&F, &C, src, st, sb, K, &tm);
+                    run(&F, &C, src, st, sb, K, &tm);
                 }
             } else {
-                (ahead ? FN(run_dir_ahead) : FN(run_dir))(&F, &C, src, st, sb, K, NULL);
+                run(&F, &C, src, st, sb, K, NULL);
             }
         }
     }
