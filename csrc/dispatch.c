@@ -449,11 +449,11 @@ int frn_stream_reorder(frn_stream *s, const int32_t *idx)
 double frn_core_roundtrip_ns(int iters)
 {
 #ifdef _OPENMP
-    /* thread 0 writes odd values, thread 1 answers with the next even one */
-    static _Atomic long line __attribute__((aligned(64)));
+    /* thread 0 writes odd values, thread 1 answers with the next even one (a line
+       of this call's stack, shared by the team) */
+    _Atomic long line __attribute__((aligned(64))) = 0;
     double ns = -1.0;
     int team = 0;
-    atomic_store(&line, 0);
 #pragma omp parallel num_threads(2)
     {
 #pragma omp single

@@ -192,11 +192,10 @@ def _header(info: dict, refs: dict, threads: list) -> list:
                                    for (r, c), b in sorted(bws.items())))
     trips = [t["ns"] for t in refs.get("roundtrip", []) if t.get("ns") is not None]
     if trips:
-        when = ["before the cases", "after them"]
         lines += _wrap("Cores", "a cache line between the CPUs of two fastrnn threads and "
                        "back, median: " + ", ".join(
-                           f"{_sig(ns)} ns {when[i] if i < 2 else ''}".rstrip()
-                           for i, ns in enumerate(trips))
+                           f"{_sig(ns)} ns {when}"
+                           for ns, when in zip(trips, ("before the cases", "after them")))
                        + " (every hand-over of a 2-thread call pays it; a VM host can move "
                        "the CPUs apart mid-run, which slows 2-thread rows)")
     own = refs.get("matvec_fastrnn", {})
