@@ -494,6 +494,7 @@ AHEAD_SIZES = [  # (hidden, input, T, num_layers, bidirectional, length)
     (128, 20, 40, 1, False, 33),
     (150, 257, 35, 1, True, None),
     (140, 300, 70, 2, False, 61),
+    (101, 70, 37, 1, False, None),  # odd K: one W_hh step left beside a segment's step
 ]
 
 

@@ -164,8 +164,8 @@ static void FN(run_row)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ctx)
                 const FN(ahead) *A = cell->ahead;
                 for (int q = p; q < p + npg; q++)
                     FN(tile_ahead)(cell->nv, cell->K, cell->a, cell->b + (ptrdiff_t)q * cell->bs,
-                                   acc + (q - blo) * w, A, A->seg0 + (long)q * A->nkb,
-                                   A->seg0 + (long)(q + 1) * A->nkb);
+                                   acc + (q - blo) * w, A, A->seg0 + (long)q * A->per,
+                                   A->seg0 + (long)(q + 1) * A->per);
             } else if (!cell->racc) {
                 FN(tile)(cell->nv, 1, npg, cell->K, cell->a, cell->lda,
                          cell->b + (ptrdiff_t)p * cell->bs, cell->bs, acc + (p - blo) * w,
@@ -412,13 +412,14 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
  * (run_dir_ahead) when W_hh is between these sizes. Measured against the plain
  * path, 1 thread, T=100, I=H (1-thread AVX-512, 2-core Zen 4 VM, medians of 5
  * alternated runs): LSTM H=64..512 4-10% faster per step (H=512, 4 MB: 67.1 ->
- * 60.2 us), GRU H=128/512 5% and 4%; GRU H=64 (48 KB, where the plain tiles find
- * part of W_hh in L1) 3% slower, and past ~6 MB (W_hh streamed from L3: LSTM
+ * 60.2 us), GRU H=128/512 5% and 4%; past ~6 MB (W_hh streamed from L3: LSTM
  * H=768 and 896, GRU H=896) 3-8% slower, as the woven loop keeps fewer of
- * W_hh's loads in flight.
+ * W_hh's loads in flight. With row pairs (kernels/tile.h) it also pays from
+ * 32 KB: GRU H=64 (48 KB) 7% and LSTM H=48 (36 KB) 3% faster than the plain
+ * tiles; GRU H=48 (27 KB) the same, GRU H=32 16% slower.
  */
 #ifndef FRN_AHEAD_MIN_WHH
-#define FRN_AHEAD_MIN_WHH (64.0 * 1024)
+#define FRN_AHEAD_MIN_WHH (32.0 * 1024)
 #endif
 #ifndef FRN_AHEAD_MAX_WHH
 #define FRN_AHEAD_MAX_WHH (6.0 * 1024 * 1024)
@@ -514,9 +515,10 @@ static void FN(run_dir)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *src, p
  * Batch 1 with the projection ahead (kernels/tile.h): chunks of R = chunk_rows
  * steps; the first chunk is projected as usual, and every chunk's steps weave the
  * NEXT chunk's projection into their recurrent tiles, a step's panel q taking
- * segments [(j*np + q)*nkb, +nkb) at its j-th step in the chunk. A next chunk of
- * fewer than nkb rows (the end of the sequence) is projected as usual instead, as
- * its segments could then meet within one step.
+ * segments [(j*np + q)*per, +per) at its j-th step in the chunk, per = the
+ * segments of a full chunk per step and panel. A next chunk of fewer than per row
+ * pairs (the end of the sequence) is projected as usual instead, as its segments
+ * could then meet within one step.
  */
 static void FN(run_dir_ahead)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *src,
                               ptrdiff_t st, ptrdiff_t sb, int K, FN(team) *tm)
@@ -524,6 +526,7 @@ static void FN(run_dir_ahead)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
     const frn_plan *P = F->p;
     const int R = F->chunk_rows, n = F->t_live;
     const int nkb = (K + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
+    const int per = ((R + 1) / 2 * nkb + R - 1) / R;
     FRN_T *xpb[2] = {C0->xp, C0->xp + (ptrdiff_t)R * P->xw};
     int cur = 0;
     FN(project_chunk)(F, C0, src, st, sb, K, 0, n < R ? n : R, xpb[0], tm);
@@ -535,6 +538,8 @@ static void FN(run_dir_ahead)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
         A.nkb = nkb;
         A.kx = K;
         A.rows = rows;
+        A.ng = (rows + 1) / 2;
+        A.per = per;
         A.b = (const FRN_T *)C0->w->wih;
         A.bs = (ptrdiff_t)K * P->nv_x * VL;
         A.bias = (const FRN_T *)C0->w->bias_x;
@@ -546,11 +551,11 @@ static void FN(run_dir_ahead)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
             A.x0 = src + rp.t * st;
             A.xst = C0->dir ? -st : st;
         }
-        const int fuse = rows >= nkb;
+        const int fuse = A.ng >= per;
         for (int s = s0; s < s1; s++) {
             FN(ctx) Cs = *C0;
             Cs.xp = xpb[c & 1] + (ptrdiff_t)(s - s0) * P->xw;
-            A.seg0 = (long)(s - s0) * P->np_x * nkb;
+            A.seg0 = (long)(s - s0) * P->np_x * per;
             FN(step)(&Cs, s, 1, cur, tm, s & 1, NULL, NULL, fuse ? &A : NULL);
             cur ^= 1;
         }

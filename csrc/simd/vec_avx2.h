@@ -11,6 +11,14 @@
 typedef __m256 vf_t;
 #define VF_LANES 8
 static inline vf_t vf_load(const float *p) { return _mm256_loadu_ps(p); }
+/* a load kept in a register: the compiler may otherwise fold it into each
+   instruction that uses the value, loading it once per use */
+static inline vf_t vf_load_reg(const float *p)
+{
+    vf_t v = _mm256_loadu_ps(p);
+    __asm__("" : "+x"(v));
+    return v;
+}
 static inline void vf_store(float *p, vf_t v) { _mm256_storeu_ps(p, v); }
 static inline vf_t vf_set1(float a) { return _mm256_set1_ps(a); }
 static inline vf_t vf_zero(void) { return _mm256_setzero_ps(); }
@@ -77,6 +85,12 @@ static inline void vf_store_n(float *p, vf_t v, int n)
 typedef __m256d vd_t;
 #define VD_LANES 4
 static inline vd_t vd_load(const double *p) { return _mm256_loadu_pd(p); }
+static inline vd_t vd_load_reg(const double *p)
+{
+    vd_t v = _mm256_loadu_pd(p);
+    __asm__("" : "+x"(v));
+    return v;
+}
 static inline void vd_store(double *p, vd_t v) { _mm256_storeu_pd(p, v); }
 static inline vd_t vd_set1(double a) { return _mm256_set1_pd(a); }
 static inline vd_t vd_zero(void) { return _mm256_setzero_pd(); }

@@ -32,6 +32,7 @@
         return r;                                                                      \
     }                                                                                  \
     static inline P##_t P##_zero(void) { return P##_set1((T)0); }                      \
+    static inline P##_t P##_load_reg(const T *p) { return P##_load(p); }                \
     FRN_GENERIC_BIN(P, T, N, add, a.v[i] + b.v[i])                                     \
     FRN_GENERIC_BIN(P, T, N, sub, a.v[i] - b.v[i])                                     \
     FRN_GENERIC_BIN(P, T, N, mul, a.v[i] * b.v[i])                                     \
