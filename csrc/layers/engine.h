@@ -465,18 +465,25 @@ static void FN(project_chunk)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
         k = tm->k++;
         frn_sched_wait(tm->S, k);
     }
-    long done = 0;
+    long done = 0, at = 0; /* step s0 + at starts at row row_at */
+    int row_at = 0;
     while (tm ? frn_sched_claim(tm->S, k, tm->tid, n, 1, 0, &lo, &hi) : lo < hi) {
+        /* the first row of step s0 + lo: counted on from the last claim's end (claims
+           mostly follow each other; counting from s0 each time was quadratic in the
+           chunk's steps -- 4096 steps of 1 row at small H) */
+        if (lo < at) at = 0, row_at = 0;
+        for (; at < lo; at++) row_at += F->nact[s0 + at];
+        int row = row_at;
         for (long i = lo; i < hi; i++) {
             const int s = s0 + (int)i;
-            int row = 0;
-            for (int s2 = s0; s2 < s; s2++) row += F->nact[s2];
             for (int bp = 0; bp < F->nact[s]; bp++, row++) {
                 frn_rowpos rp = FN(rowpos)(C0, bp, s);
                 memcpy(F->a + (ptrdiff_t)row * F->lda_a, src + rp.t * st + rp.b * sb,
                        (size_t)K * sizeof(FRN_T));
             }
         }
+        at = hi;
+        row_at = row;
         if (!tm) break;
         done += hi - lo;
     }
