@@ -232,12 +232,16 @@ cdef class Stream:
             return self.out_dims[0] == 1 and dims[0] == d1
         return dims[0] == self.out_dims[0] and dims[1] == d1
 
-    def step(self, x, out, int n_threads):
+    def step(self, x, out, int n_threads=0):
         """One step, if x (and out, unless None) are exactly what the engine takes:
         C-contiguous arrays of the plan's dtype, x (B, I) or (I,) for B = 1, out of
         the matching shape (B, H_out) or (H_out,). Returns out (allocated when None),
         or None -- without stepping -- when an argument is not of that form, so the
-        caller can convert it or say what is wrong."""
+        caller can convert it or say what is wrong. n_threads <= 0: the calling
+        thread's setting (max_threads(), asked here: a Python call of it cost ~12%
+        of a small step's overhead)."""
+        if n_threads <= 0:
+            n_threads = frn_max_threads()
         cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>x) if cnp.PyArray_Check(x) else 0
         if nd < 1 or not self._fits(x, nd, self.in_size, False):
             return None

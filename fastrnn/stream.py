@@ -120,7 +120,7 @@ class Stream:
         # arrays of the layer dtype and a step's shape (the per-call cost matters
         # here); otherwise it steps nothing and returns None, and the step is
         # validated -- x converted, or an error raised -- below.
-        y = self._c.step(x, out, _kernels.max_threads())
+        y = self._c.step(x, out)  # on the calling thread's max_threads()
         if y is not None:
             return y
         x = v.float_array("x", x, self._dtype)
@@ -136,9 +136,9 @@ class Stream:
                                 not out.flags.writeable):
             self._bad_out(out, shape)
         if out is not None and not out.flags.aligned:  # the engine needs aligned rows
-            out[...] = self._c.step(x, None, _kernels.max_threads())
+            out[...] = self._c.step(x, None)
             return out
-        return self._c.step(x, out, _kernels.max_threads())
+        return self._c.step(x, out)
 
     def _bad_step_shape(self, x):
         B, I = self.batch_size, self._in
