@@ -58,7 +58,8 @@ static inline void FN(store_units)(FRN_T *dst, VT v, int n)
 }
 
 /* The new h of unit block j of row bp: into the next state, the output, and h_n. */
-static inline void FN(emit_h)(const FN(ctx) *C, FRN_T *hnext, int bp, frn_rowpos rp, int j, VT h)
+static inline __attribute__((always_inline)) void FN(emit_h)(const FN(ctx) *C, FRN_T *hnext, int bp,
+                                                            frn_rowpos rp, int j, VT h)
 {
     const int n = C->p->h_out - j * VL;
     V(store)(hnext + (ptrdiff_t)bp * C->p->ldh + j * VL, h);
