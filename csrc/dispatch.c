@@ -75,15 +75,18 @@ const char *frn_isa_name(int isa)
     }
 }
 
-/* Threads a call may use: at least 1, at most the processors OpenMP can run on.
-   More would only oversubscribe the cores (results do not depend on the count),
-   and an absurd request (set_num_threads(100000), or the same through
-   OMP_NUM_THREADS or threadpoolctl) would make the OpenMP runtime fail to start
-   its threads. */
+/* Threads a call may use: n < 1 asks for the calling thread's OpenMP setting
+   (omp_get_max_threads: what set_num_threads set; the per-step stream call asks
+   here rather than through a Python call of its own); then at least 1, at most the
+   processors OpenMP can run on. More would only oversubscribe the cores (results
+   do not depend on the count), and an absurd request (set_num_threads(100000), or
+   the same through OMP_NUM_THREADS or threadpoolctl) would make the OpenMP runtime
+   fail to start its threads. */
 static int frn_procs = 0;
 
 static int frn_threads(int n)
 {
+    if (n < 1) n = omp_get_max_threads();
     /* omp_get_num_procs() asks the kernel for the affinity mask every time:
        read it once (a stream step is ~1 us; the syscall cost a tenth of it) */
     int procs = frn_procs;

@@ -105,6 +105,7 @@ int frn_forward(const frn_plan *plan, const frn_seq *seq, int n_threads);
 typedef struct frn_stream frn_stream;
 int frn_stream_create(const frn_plan *plan, int B, frn_stream **out);
 void frn_stream_free(frn_stream *s);
+/* n_threads < 1: the calling thread's OpenMP setting (omp_get_max_threads). */
 int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads);
 int frn_stream_state(frn_stream *s, void *h, void *c, int set);
 /* Row b of the carried state becomes row idx[b] (each in [0, B)): beam search. */

@@ -238,10 +238,7 @@ cdef class Stream:
         the matching shape (B, H_out) or (H_out,). Returns out (allocated when None),
         or None -- without stepping -- when an argument is not of that form, so the
         caller can convert it or say what is wrong. n_threads <= 0: the calling
-        thread's setting (max_threads(), asked here: a Python call of it cost ~12%
-        of a small step's overhead)."""
-        if n_threads <= 0:
-            n_threads = frn_max_threads()
+        thread's setting (max_threads(), asked by the engine)."""
         cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>x) if cnp.PyArray_Check(x) else 0
         if nd < 1 or not self._fits(x, nd, self.in_size, False):
             return None
