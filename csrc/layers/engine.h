@@ -442,6 +442,7 @@ typedef struct {
     const frn_plan *p;
     const frn_seq *q;
     int *perm, *nact;
+    int *row0;          /* T + 1: the first row of step s in iteration order */
     int t_live;         /* steps with a live sequence: the longest length */
     int chunk_rows;
     FRN_T *a;           /* chunk_rows x lda_a */
@@ -456,8 +457,7 @@ static void FN(project_chunk)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
                               ptrdiff_t st, ptrdiff_t sb, int K, int s0, int s1, FRN_T *xp,
                               FN(team) *tm)
 {
-    int rows = 0;
-    for (int s = s0; s < s1; s++) rows += F->nact[s];
+    const int rows = F->row0[s1] - F->row0[s0];
     const long n = s1 - s0;
     long lo = 0, hi = n;
     uint64_t k = 0;
@@ -465,25 +465,17 @@ static void FN(project_chunk)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
         k = tm->k++;
         frn_sched_wait(tm->S, k);
     }
-    long done = 0, at = 0; /* step s0 + at starts at row row_at */
-    int row_at = 0;
+    long done = 0;
     while (tm ? frn_sched_claim(tm->S, k, tm->tid, n, 1, 0, &lo, &hi) : lo < hi) {
-        /* the first row of step s0 + lo: counted on from the last claim's end (claims
-           mostly follow each other; counting from s0 each time was quadratic in the
-           chunk's steps -- 4096 steps of 1 row at small H) */
-        if (lo < at) at = 0, row_at = 0;
-        for (; at < lo; at++) row_at += F->nact[s0 + at];
-        int row = row_at;
         for (long i = lo; i < hi; i++) {
             const int s = s0 + (int)i;
+            int row = F->row0[s] - F->row0[s0];
             for (int bp = 0; bp < F->nact[s]; bp++, row++) {
                 frn_rowpos rp = FN(rowpos)(C0, bp, s);
                 memcpy(F->a + (ptrdiff_t)row * F->lda_a, src + rp.t * st + rp.b * sb,
                        (size_t)K * sizeof(FRN_T));
             }
         }
-        at = hi;
-        row_at = row;
         if (!tm) break;
         done += hi - lo;
     }
@@ -594,8 +586,9 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
 
     /* sort sequences by length, longest first (stable), and count the live rows */
     F.perm = malloc(sizeof(int) * (size_t)B);
-    F.nact = malloc(sizeof(int) * (size_t)T);
+    F.nact = malloc(sizeof(int) * (2 * (size_t)T + 1));
     if (!F.perm || !F.nact) goto nomem;
+    F.row0 = F.nact + T;
     F.t_live = T;
     if (q->lengths) {
         int *count = calloc((size_t)T + 1, sizeof(int));
@@ -618,6 +611,8 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
         for (int b = 0; b < B; b++) F.perm[b] = b;
         for (int s = 0; s < T; s++) F.nact[s] = B;
     }
+    F.row0[0] = 0;
+    for (int s = 0; s < T; s++) F.row0[s + 1] = F.row0[s] + F.nact[s];
 
     /* chunks: about 1M values of XP and 256k of gathered inputs, at least a step */
     int kmax = P->d.input_size > D * HO ? P->d.input_size : D * HO;
