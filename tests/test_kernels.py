@@ -483,9 +483,10 @@ def test_bitwise_same_for_more_threads_than_cores(isa):
 
 # Batch 1 on one thread weaves each chunk's input projection into the previous
 # chunk's recurrent tiles (csrc/kernels/tile.h, "projection ahead") when W_hh is at
-# least 64 KB (every variant here, RNN included): chunks of 16 steps or more, blocks
-# of 32 reduction steps. Sizes: T past several chunks with a last chunk of fewer
-# rows than k blocks (projected the usual way) and with more; inputs shorter,
+# least 32 KB (every variant here, RNN included): chunks of 16 steps or more, rows
+# in pairs, blocks of 32 reduction steps. Sizes: T past several chunks with a last
+# chunk of fewer row pairs than segments per step (projected the usual way) and
+# with more, of odd and even rows; inputs shorter,
 # longer and not a multiple of the block; two layers, both directions, a length
 # shorter than T. A batch of 2 (no projection ahead) and 2 threads (no projection
 # ahead either) must give the same bits.
