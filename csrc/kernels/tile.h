@@ -141,6 +141,9 @@ static inline void FN(tile)(int nv, int mr, int np, int K, const FRN_T *a, ptrdi
  * equal results). Two segments of the same (p, g) are np*ng segments apart; the
  * driver runs them in different steps (ng >= segments per panel and step), so
  * items run in any order or on any thread never race.
+ * Pairs, not more: groups of 4 rows for 3-vector panels (GRU; 12 accumulators still
+ * fit in 32 zmm, and each W_ih vector then feeds 4 FMAs) made GRU steps 2-7%
+ * slower at H=64..512 (5 alternated runs); groups of 3 or 4 made LSTM 2-10% slower.
  */
 #ifndef FRN_AHEAD_KB
 #define FRN_AHEAD_KB 32
