@@ -27,6 +27,12 @@ class Stream:
 
     The stream follows the layer's current weights: if they are reloaded, the
     next step uses the new ones and keeps the carried state.
+
+    Each step reads all of the input and recurrent weights; a call on a whole
+    sequence reads the input weights once per chunk of steps and projects the
+    inputs in one matrix product, so it costs less per step (about 1.5x less for
+    an LSTM of 512 units on one thread). Stream when the inputs arrive one at a
+    time; otherwise call the layer on the sequence.
     """
 
     __slots__ = ("_layer", "_plan", "_c", "batch_size", "_dtype", "_in", "_out_shape",
