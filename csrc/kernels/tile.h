@@ -151,7 +151,7 @@ static inline void FN(tile)(int nv, int mr, int np, int K, const FRN_T *a, ptrdi
 
 typedef struct {
     int np, nkb, kx, rows; /* W_ih panels, k blocks, reduction length, chunk rows */
-    int ng;                /* row pairs: (rows + 1) / 2 */
+    int ng;                /* row pairs: ahead_pairs(rows) */
     int per;               /* segments per panel and step (the driver's) */
     const FRN_T *b;        /* W_ih panels, bs elements apart */
     ptrdiff_t bs;
@@ -162,6 +162,9 @@ typedef struct {
     ptrdiff_t xst;
     long seg0;             /* the calling step's first segment */
 } FN(ahead);
+
+/* Segments of rows cover a pair of rows each (the last one alone when rows is odd). */
+static inline int FN(ahead_pairs)(int rows) { return (rows + 1) / 2; }
 
 /* acc[0..nv) += a * (the nv vectors at b) */
 static inline __attribute__((always_inline)) void FN(ahead_fma)(int nv, VT *acc, FRN_T a,

@@ -528,7 +528,7 @@ static void FN(run_dir_ahead)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
     const frn_plan *P = F->p;
     const int R = F->chunk_rows, n = F->t_live;
     const int nkb = (K + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
-    const int per = ((R + 1) / 2 * nkb + R - 1) / R;
+    const int per = (FN(ahead_pairs)(R) * nkb + R - 1) / R;
     FRN_T *xpb[2] = {C0->xp, C0->xp + (ptrdiff_t)R * P->xw};
     int cur = 0;
     FN(project_chunk)(F, C0, src, st, sb, K, 0, n < R ? n : R, xpb[0], tm);
@@ -540,7 +540,7 @@ static void FN(run_dir_ahead)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
         A.nkb = nkb;
         A.kx = K;
         A.rows = rows;
-        A.ng = (rows + 1) / 2;
+        A.ng = FN(ahead_pairs)(rows);
         A.per = per;
         A.b = (const FRN_T *)C0->w->wih;
         A.bs = (ptrdiff_t)K * P->nv_x * VL;
