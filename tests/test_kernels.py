@@ -481,15 +481,16 @@ def test_bitwise_same_for_more_threads_than_cores(isa):
                         assert np.array_equal(a, b), f"{variant} {dtype}: 3-4 threads differ"
 
 
-# Batch 1 on one thread weaves each chunk's input projection into the previous
+# Batch 1 weaves each chunk's input projection into the previous
 # chunk's recurrent tiles (csrc/kernels/tile.h, "projection ahead") when W_hh is at
 # least 32 KB (every variant here, RNN included): chunks of 16 steps or more, rows
 # in pairs, blocks of 32 reduction steps. Sizes: T past several chunks with a last
 # chunk of fewer row pairs than segments per step (projected the usual way) and
 # with more, of odd and even rows; inputs shorter,
 # longer and not a multiple of the block; two layers, both directions, a length
-# shorter than T. A batch of 2 (no projection ahead) and 2 threads (no projection
-# ahead either) must give the same bits.
+# shorter than T. A batch of 2 (no projection ahead) must give the same bits, and so
+# must 2 and 3 threads, which weave the segments of the panels each one runs (3 on two
+# cores: shares that are late, so taken over by the others).
 AHEAD_SIZES = [  # (hidden, input, T, num_layers, bidirectional, length)
     (130, 70, 53, 2, True, None),
     (128, 20, 40, 1, False, 33),
@@ -516,11 +517,14 @@ def test_projection_ahead_bitwise(variant, dtype, isa):
         pair = run(layer, x2, None, lens2)
         with threads(2):
             two = run(layer, x, None, lengths)
-        for name, a, b, c in zip(("out", "h_n", "c_n"), got, pair, two):
+        with threads(3):
+            three = run(layer, x, None, lengths)
+        for name, a, b, c, d in zip(("out", "h_n", "c_n"), got, pair, two, three):
             if a is None:
                 continue
             assert np.array_equal(a[:, :1], b[:, :1]), f"{variant} {dtype} {j}: {name} in a batch"
             assert np.array_equal(a, c), f"{variant} {dtype} {j}: {name} on 2 threads"
+            assert np.array_equal(a, d), f"{variant} {dtype} {j}: {name} on 3 threads"
         check_against_reference(layer, got, run_reference(layer, x, None, lengths), lengths,
                                 f"{variant} {dtype} {j}")
 

@@ -13,8 +13,8 @@
  * Sequences are sorted by length once per call, so the rows still running at step
  * s are a prefix of nact[s] rows: no work for padding, no per-row branches in the
  * GEMM. The reverse direction walks step s of a sequence of length n at time
- * n-1-s. At batch 1 on one thread, 1. for the next chunk runs inside 2. of the
- * current one (run_dir_ahead, kernels/tile.h "projection ahead").
+ * n-1-s. At batch 1, 1. for the next chunk runs inside 2. of the current one
+ * (run_dir_ahead, kernels/tile.h "projection ahead").
  *
  * Threads: one OpenMP team per (layer, direction); its threads go through the same
  * sequence of phases (gather, projection, then one or two per step), each a set of
@@ -400,19 +400,27 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
 }
 
 /*
- * Threads worth using for work of `fma` multiply-adds between two synchronisations.
- * Handing a phase to a second thread costs about 0.5 us on this machine (two
- * cores, spinning); below ~64k multiply-adds a step (LSTM H=64 at batch 1 is 16k)
- * a second thread saves less than it costs -- measured with `fastrnn bench
- * --threads 2`.
+ * Threads worth using for work of `fma` multiply-adds between two synchronisations
+ * (`min_fma` below: FRN_STEP_FMA or FRN_CALL_FMA). Handing a phase to a second
+ * thread costs about 0.5 us on this machine (two cores, spinning). A recurrent step
+ * on two threads pays from 16k multiply-adds (LSTM H=64 at batch 1): medians of 5
+ * alternated runs on 2 threads against 1, T=100, I=H -- batch 1, LSTM H=64 0.93 ->
+ * 0.75 us a step, GRU H=128 2.51 -> 1.75, GRU H=80 (19k) 1.10 -> 0.96; batch 2,
+ * GRU H=64 (25k) 1.32 -> 1.17; streams, LSTM H=64 1.80 -> 1.45 us a step, LSTM H=48
+ * (18k) the same; but GRU H=64 at batch 1 (12k) 0.69 -> 0.74. A whole call of one
+ * GEMM (fastrnn.Linear) also opens an OpenMP region: there 16k multiply-adds on 2
+ * threads were 13% slower (5.6 -> 6.3 us for a 128 x 128 Linear on one row) and
+ * 64k the same as 1 thread.
  */
+#define FRN_STEP_FMA 16384.0
+#define FRN_CALL_FMA 65536.0
 /* Streams step on their own helper threads below this many multiply-adds a step
    (LSTM H=256 at batch 1 is 0.5 M), in an OpenMP region from it on (stream_step). */
 #define FRN_STREAM_OMP_FMA (1024.0 * 1024.0)
 
 /*
- * Batch-1 calls on one thread weave the input projection into the recurrent tiles
- * (run_dir_ahead) when W_hh is between these sizes. Measured against the plain
+ * Batch-1 calls weave the input projection into the recurrent tiles (run_dir_ahead)
+ * when W_hh is between these sizes. Measured against the plain
  * path, 1 thread, T=100, I=H (1-thread AVX-512, 2-core Zen 4 VM, medians of 5
  * alternated runs): LSTM H=64..512 4-10% faster per step (H=512, 4 MB: 67.1 ->
  * 60.2 us), GRU H=128/512 5% and 4%; past ~6 MB (W_hh streamed from L3: LSTM
@@ -420,6 +428,11 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
  * W_hh's loads in flight. With row pairs (kernels/tile.h) it also pays from
  * 32 KB: GRU H=64 (48 KB) 7% and LSTM H=48 (36 KB) 3% faster than the plain
  * tiles; GRU H=48 (27 KB) the same, GRU H=32 16% slower.
+ * On 2 threads each weaves the segments of the panels it runs, against projecting
+ * first on both (medians of 3-5 alternated runs): LSTM H=128 3.96 -> 2.30 us a
+ * step, LSTM H=256 10.2 -> 9.0, LSTM H=512 35.4 -> 33.1, GRU H=256 7.97 -> 5.68,
+ * GRU H=512 26.4 -> 23.2, GRU H=640 (4.7 MB) 40.7 -> 35.2; past 6 MB 14-17% slower
+ * (LSTM H=768, GRU and LSTM H=1024), GRU H=896 the same: the same cutoff.
  */
 #ifndef FRN_AHEAD_MIN_WHH
 #define FRN_AHEAD_MIN_WHH (32.0 * 1024)
@@ -433,10 +446,9 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
 #define FRN_AHEAD_ROWS 16
 #endif
 
-static inline int FN(useful_threads)(double fma, int nt)
+static inline int FN(useful_threads)(double fma, double min_fma, int nt)
 {
-    if (fma < 65536.0) return 1;
-    return nt;
+    return fma < min_fma ? 1 : nt;
 }
 
 /* ---- whole sequences ---------------------------------------------------- */
@@ -633,10 +645,10 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     F.chunk_rows = (int)cap;
     /* threads: by the multiply-adds of a recurrent step */
     double step_fma = (double)B * HO * P->G * H + (P->d.proj_size ? (double)B * H * HO : 0);
-    const int nt = FN(useful_threads)(step_fma, n_threads);
+    const int nt = FN(useful_threads)(step_fma, FRN_STEP_FMA, n_threads);
     /* Batch 1: chunks of FRN_AHEAD_ROWS steps (at least nkb of the widest input),
        each projected while the previous one steps (run_dir_ahead). */
-    const int ahead = B == 1 && T > 1 && nt == 1 && FN(ahead_fits)(P);
+    const int ahead = B == 1 && T > 1 && FN(ahead_fits)(P);
     if (ahead) {
         const int nkb = (kmax + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
         F.chunk_rows = nkb > FRN_AHEAD_ROWS ? nkb : FRN_AHEAD_ROWS;
@@ -881,7 +893,7 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
     const int L = P->d.num_layers, B = S->B;
     /* weights a step reads: W_ih and W_hh of every layer */
     const double fma = (double)B * P->G * P->d.hidden_size * (P->h_out + P->w[0].k_in);
-    int nt = FN(useful_threads)(fma, n_threads);
+    int nt = FN(useful_threads)(fma, FRN_STEP_FMA, n_threads);
     /* Small steps, where an OpenMP region's ~1 us is much of the step, share it with
        the stream's own helper threads. Big ones run in an OpenMP region, on the same
        threads as every other call: helpers spinning between steps would fight the
@@ -989,7 +1001,8 @@ static int FN(linear_apply)(const struct frn_linear *lin, int M, const FRN_T *x,
         ph.xp = xp;
         ph.bias = (const FRN_T *)lin->bias;
         ph.xw = lin->xw;
-        const int nt = FN(useful_threads)((double)rows * lin->K * lin->xw, n_threads);
+        const int nt =
+            FN(useful_threads)((double)rows * lin->K * lin->xw, FRN_CALL_FMA, n_threads);
         FN(run_team)(&ph, nt);
         for (int i = 0; i < rows; i++)
             memcpy(y + (ptrdiff_t)(m0 + i) * lin->N, xp + (ptrdiff_t)i * lin->xw,
