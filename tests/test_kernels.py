@@ -481,6 +481,22 @@ def test_bitwise_same_for_more_threads_than_cores(isa):
                         assert np.array_equal(a, b), f"{variant} {dtype}: 3-4 threads differ"
 
 
+def test_bitwise_same_threads_bidirectional_past_apart_cutoff(isa):
+    """Bidirectional layers run their two directions side by side on 2 threads while
+    W_hh is at most 6 MB, and one after the other on both threads past it (LSTM
+    H=740: 8.4 MB): that path too gives the bits of 1 thread."""
+    cfg = dict(SMALL, hidden=740, input=16, B=2, T=3, num_layers=2)
+    layer = make_layer("lstm", cfg, np.float32)
+    x, hx, lengths = make_inputs(layer, cfg)
+    results = []
+    for n in (1, 2):
+        with threads(n):
+            results.append(run(layer, x, hx, lengths))
+    for a, b in zip(*results):
+        if a is not None:
+            assert np.array_equal(a, b), "1 and 2 threads differ"
+
+
 # Batch 1 weaves each chunk's input projection into the previous
 # chunk's recurrent tiles (csrc/kernels/tile.h, "projection ahead") when W_hh is at
 # least 32 KB (every variant here, RNN included): chunks of 16 steps or more, rows
