@@ -501,6 +501,8 @@ int frn_openmp_enabled(void)
 
 int frn_max_threads(void) { return omp_get_max_threads(); }
 
+void frn_set_procs(int n) { frn_procs = n < 1 ? 0 : n; }
+
 void frn_set_max_threads(int n) { omp_set_num_threads(n); }
 
 const char *frn_compiler(void)

@@ -139,6 +139,9 @@ double frn_core_roundtrip_ns(int iters);
 int frn_openmp_enabled(void);
 int frn_max_threads(void);
 void frn_set_max_threads(int n);
+/* Tests only: the processors calls count as available (n < 1: ask OpenMP again), so
+   that teams of 3 and 4 threads run on a 2-core machine. */
+void frn_set_procs(int n);
 const char *frn_compiler(void);
 
 #ifdef __cplusplus

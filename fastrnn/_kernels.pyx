@@ -90,6 +90,7 @@ cdef extern from "fastrnn.h" nogil:
     double frn_core_roundtrip_ns(int iters)
     int frn_openmp_enabled()
     int frn_max_threads()
+    void frn_set_procs(int n)
     void frn_set_max_threads(int n)
     const char *frn_compiler()
 
@@ -423,6 +424,12 @@ def max_threads():
 
 def set_max_threads(int n):
     frn_set_max_threads(n)
+
+
+def _set_procs(int n):
+    """Private: processors calls may use, n < 1 for what OpenMP reports (tests run
+    teams larger than this machine's cores)."""
+    frn_set_procs(n)
 
 
 def compiler():
