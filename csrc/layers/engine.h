@@ -16,15 +16,16 @@
  * n-1-s. At batch 1, 1. for the next chunk runs inside 2. of the current one
  * (run_dir_ahead, kernels/tile.h "projection ahead").
  *
- * Threads: one OpenMP team per (layer, direction); its threads go through the same
- * sequence of phases (gather, projection, then one or two per step), each a set of
- * work items -- (panel, row tile) pairs in panel-major order -- shared out by
- * layers/sched.h: one contiguous share per thread, so a thread keeps the same
- * weight panels (and their place in its L2) step after step, and a thread that
- * finishes early takes what is left of the others', so a descheduled thread does
- * not hold a step up. Splits are on outputs only, and every tile computes each
- * element with the same chain (kernels/tile.h): results are bitwise identical for
- * any thread count.
+ * Threads: one OpenMP team per (layer, direction), or per bidirectional layer two
+ * halves, one per direction, running at once (forward, "apart"). A team's threads
+ * go through the same sequence of phases (gather, projection, then one or two per
+ * step), each a set of work items -- (panel, row tile) pairs in panel-major order
+ * -- shared out by layers/sched.h: one contiguous share per thread, so a thread
+ * keeps the same weight panels (and their place in its L2) step after step, and a
+ * thread that finishes early takes what is left of the others', so a descheduled
+ * thread does not hold a step up. Splits are on outputs only, and every tile
+ * computes each element with the same chain (kernels/tile.h): results are bitwise
+ * identical for any thread count.
  */
 
 #include "sched.h"
@@ -579,14 +580,15 @@ static void FN(run_dir_ahead)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
     if (tm) frn_sched_wait(tm->S, tm->k); /* the last phase is complete */
 }
 
-/* Whether a batch-1 call weaves its projection into the recurrent tiles: the input
-   and recurrent panels cover the same units (all cells but GRU with lbr=False), and
-   W_hh is in the range where that pays (FRN_AHEAD_MIN_WHH above). */
+/* Bytes of a direction's packed W_hh (for GRU with lbr=False, its r and z part). */
 static double FN(whh_bytes)(const frn_plan *P)
 {
     return (double)P->np_h * P->nv_h * VL * P->h_out * sizeof(FRN_T);
 }
 
+/* Whether a batch-1 call weaves its projection into the recurrent tiles: the input
+   and recurrent panels cover the same units (all cells but GRU with lbr=False), and
+   W_hh is in the range where that pays (FRN_AHEAD_MIN_WHH above). */
 static int FN(ahead_fits)(const frn_plan *P)
 {
     const double whh = FN(whh_bytes)(P);
