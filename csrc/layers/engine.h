@@ -690,9 +690,15 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
        bidirectional layer are independent: on 2 threads or more they run side by
        side (apart), each on its own half of the threads, with no hand-over
        between the halves until the layer ends -- not one after the other on all
-       of them, handing work over every step (up to FRN_APART_MAX_WHH). */
+       of them, handing work over every step (up to FRN_APART_MAX_WHH). Not for
+       calls too small to pay for the OpenMP region: under FRN_STEP_FMA recurrent
+       multiply-adds a direction (2 threads, batch 1, medians of 3-5 alternated
+       runs: GRU H=16, T=5 (4k) 3.5 -> 3.7-5.8 us a call, GRU H=64, T=1 (12k)
+       4.4 -> 4.4-6.2; but GRU H=32, T=6 (18k) 5.0 -> 4.7, GRU H=16, T=24 8.2 ->
+       6.3, LSTM H=64, T=4 10.4 -> 7.7). */
     double step_fma = (double)B * HO * P->G * H + (P->d.proj_size ? (double)B * H * HO : 0);
-    const int apart = D == 2 && n_threads > 1 && FN(whh_bytes)(P) <= FRN_APART_MAX_WHH;
+    const int apart = D == 2 && n_threads > 1 && FN(whh_bytes)(P) <= FRN_APART_MAX_WHH &&
+                      (double)T * step_fma >= FRN_STEP_FMA;
     const int nt = FN(useful_threads)(step_fma, FRN_STEP_FMA, apart ? n_threads / 2 : n_threads);
     /* Batch 1: chunks of FRN_AHEAD_ROWS steps (at least nkb of the widest input),
        each projected while the previous one steps (run_dir_ahead). */
