@@ -699,7 +699,15 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     double step_fma = (double)B * HO * P->G * H + (P->d.proj_size ? (double)B * H * HO : 0);
     const int apart = D == 2 && n_threads > 1 && FN(whh_bytes)(P) <= FRN_APART_MAX_WHH &&
                       (double)T * step_fma >= FRN_STEP_FMA;
-    const int nt = FN(useful_threads)(step_fma, FRN_STEP_FMA, apart ? n_threads / 2 : n_threads);
+    /* A direction's whole call under FRN_CALL_FMA recurrent multiply-adds runs its
+       steps on one thread: an OpenMP region and a hand-over per step cost more than a
+       second thread saves (as for fastrnn.Linear; the two directions side by side
+       hand nothing over, and pay from less). 2 threads, batch 1, medians of 5
+       alternated runs: LSTM H=64 T=1 (16k) 6.8 -> 5.7 us a call on one thread, T=2
+       7.6 -> 6.5; GRU H=128 T=1 (49k) 8.2 -> 8.8. */
+    const int nt = (double)T * step_fma < FRN_CALL_FMA
+                       ? 1
+                       : FN(useful_threads)(step_fma, FRN_STEP_FMA, apart ? n_threads / 2 : n_threads);
     /* Batch 1: chunks of FRN_AHEAD_ROWS steps (at least nkb of the widest input),
        each projected while the previous one steps (run_dir_ahead). */
     const int ahead = B == 1 && T > 1 && FN(ahead_fits)(P);
