@@ -62,18 +62,15 @@ def _single_threaded_blas():
 @contextlib.contextmanager
 def threads(n: int):
     """n threads for the calls inside, even past this machine's cores (calls cap
-    their teams at the cores; here the cap is lifted, so that teams of 3 and 4 run on
-    a 2-core machine, their shares late and taken over by the others)."""
+    their teams at the cores; here the cap is at least n, so that teams of 3 and 4 run
+    on a 2-core machine, their shares late and taken over by the others)."""
     before = fastrnn.get_num_threads()
     fastrnn.set_num_threads(n)
-    lift = n > len(os.sched_getaffinity(0))
-    if lift:
-        _kernels._set_procs(n)
+    _kernels._set_procs(max(n, os.cpu_count() or 1))
     try:
         yield
     finally:
-        if lift:
-            _kernels._set_procs(0)
+        _kernels._set_procs(0)
         fastrnn.set_num_threads(before)
 
 

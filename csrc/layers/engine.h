@@ -401,8 +401,9 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
 }
 
 /*
- * Threads worth using for work of `fma` multiply-adds between two synchronisations
- * (`min_fma` below: FRN_STEP_FMA or FRN_CALL_FMA). Handing a phase to a second
+ * Threads worth using for work of `step_fma` multiply-adds between two hand-overs
+ * (from FRN_STEP_FMA) in an OpenMP region of `region_fma` (from FRN_CALL_FMA; 0: no
+ * region of its own, a stream on its helper threads). Handing a phase to a second
  * thread costs about 0.5 us on this machine (two cores, spinning). A recurrent step
  * on two threads pays from 16k multiply-adds (LSTM H=64 at batch 1): medians of 5
  * alternated runs on 2 threads against 1, T=100, I=H -- batch 1, LSTM H=64 0.93 ->
@@ -411,7 +412,10 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
  * (18k) the same; but GRU H=64 at batch 1 (12k) 0.69 -> 0.74. A whole call of one
  * GEMM (fastrnn.Linear) also opens an OpenMP region: there 16k multiply-adds on 2
  * threads were 13% slower (5.6 -> 6.3 us for a 128 x 128 Linear on one row) and
- * 64k the same as 1 thread.
+ * 64k the same as 1 thread; so were short sequences, whose region a direction's
+ * whole call must pay for (2 threads, batch 1, medians of 5 alternated runs: LSTM
+ * H=64 T=1 (16k) 6.8 -> 5.7 us a call on one thread, T=2 7.6 -> 6.5; GRU H=128 T=1
+ * (49k) 8.2 -> 8.8).
  */
 #define FRN_STEP_FMA 16384.0
 #define FRN_CALL_FMA 65536.0
@@ -447,9 +451,9 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
 #define FRN_AHEAD_ROWS 16
 #endif
 
-static inline int FN(useful_threads)(double fma, double min_fma, int nt)
+static inline int FN(useful_threads)(double step_fma, double region_fma, int nt)
 {
-    return fma < min_fma ? 1 : nt;
+    return step_fma < FRN_STEP_FMA || (region_fma > 0 && region_fma < FRN_CALL_FMA) ? 1 : nt;
 }
 
 /* ---- whole sequences ---------------------------------------------------- */
@@ -696,18 +700,12 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
        runs: GRU H=16, T=5 (4k) 3.5 -> 3.7-5.8 us a call, GRU H=64, T=1 (12k)
        4.4 -> 4.4-6.2; but GRU H=32, T=6 (18k) 5.0 -> 4.7, GRU H=16, T=24 8.2 ->
        6.3, LSTM H=64, T=4 10.4 -> 7.7). */
-    double step_fma = (double)B * HO * P->G * H + (P->d.proj_size ? (double)B * H * HO : 0);
+    const double step_fma =
+        (double)B * HO * P->G * H + (P->d.proj_size ? (double)B * H * HO : 0);
+    const double call_fma = (double)T * step_fma; /* a direction's */
     const int apart = D == 2 && n_threads > 1 && FN(whh_bytes)(P) <= FRN_APART_MAX_WHH &&
-                      (double)T * step_fma >= FRN_STEP_FMA;
-    /* A direction's whole call under FRN_CALL_FMA recurrent multiply-adds runs its
-       steps on one thread: an OpenMP region and a hand-over per step cost more than a
-       second thread saves (as for fastrnn.Linear; the two directions side by side
-       hand nothing over, and pay from less). 2 threads, batch 1, medians of 5
-       alternated runs: LSTM H=64 T=1 (16k) 6.8 -> 5.7 us a call on one thread, T=2
-       7.6 -> 6.5; GRU H=128 T=1 (49k) 8.2 -> 8.8. */
-    const int nt = (double)T * step_fma < FRN_CALL_FMA
-                       ? 1
-                       : FN(useful_threads)(step_fma, FRN_STEP_FMA, apart ? n_threads / 2 : n_threads);
+                      call_fma >= FRN_STEP_FMA;
+    const int nt = FN(useful_threads)(step_fma, call_fma, apart ? n_threads / 2 : n_threads);
     /* Batch 1: chunks of FRN_AHEAD_ROWS steps (at least nkb of the widest input),
        each projected while the previous one steps (run_dir_ahead). */
     const int ahead = B == 1 && T > 1 && FN(ahead_fits)(P);
@@ -973,7 +971,9 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
     const int L = P->d.num_layers, B = S->B;
     /* weights a step reads: W_ih and W_hh of every layer */
     const double fma = (double)B * P->G * P->d.hidden_size * (P->h_out + P->w[0].k_in);
-    int nt = FN(useful_threads)(fma, FRN_STEP_FMA, n_threads);
+    /* no region of its own (0): the helper threads keep running between steps, and a
+       step big enough for a region (FRN_STREAM_OMP_FMA) is far past FRN_CALL_FMA */
+    int nt = FN(useful_threads)(fma, 0, n_threads);
     /* Small steps, where an OpenMP region's ~1 us is much of the step, share it with
        the stream's own helper threads. Big ones run in an OpenMP region, on the same
        threads as every other call: helpers spinning between steps would fight the
@@ -1081,8 +1081,8 @@ static int FN(linear_apply)(const struct frn_linear *lin, int M, const FRN_T *x,
         ph.xp = xp;
         ph.bias = (const FRN_T *)lin->bias;
         ph.xw = lin->xw;
-        const int nt =
-            FN(useful_threads)((double)rows * lin->K * lin->xw, FRN_CALL_FMA, n_threads);
+        const double fma = (double)rows * lin->K * lin->xw;
+        const int nt = FN(useful_threads)(fma, fma, n_threads);
         FN(run_team)(&ph, nt);
         for (int i = 0; i < rows; i++)
             memcpy(y + (ptrdiff_t)(m0 + i) * lin->N, xp + (ptrdiff_t)i * lin->xw,
