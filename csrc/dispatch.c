@@ -490,6 +490,104 @@ double frn_core_roundtrip_ns(int iters)
 #endif
 }
 
+/*
+ * Where the two cores are (dispatch.h, frn_useful_threads): the round trip of a
+ * line between the calling thread and a second OpenMP thread, the best of 3 batches
+ * of 16 after 8 untimed (the first ones wake a sleeping thread). Every wait gives up
+ * after 1 ms (the other thread descheduled: another process wants its core), and
+ * the probe then says nothing (-1), as it does when OpenMP gives one thread.
+ */
+static double frn_probe_roundtrip(void)
+{
+#ifdef _OPENMP
+    _Atomic long line __attribute__((aligned(64))) = 0;
+    _Atomic int quit __attribute__((aligned(64))) = 0;
+    double best = -1.0;
+#pragma omp parallel num_threads(2)
+    {
+        if (omp_get_num_threads() == 2 && omp_get_thread_num() == 0) {
+            enum { WARM = 8, PER = 16, BATCHES = 3 };
+            int64_t t0 = 0;
+            for (long i = 0; i < WARM + PER * BATCHES; i++) {
+                if (i >= WARM && (i - WARM) % PER == 0) t0 = frn_now_ns();
+                atomic_store_explicit(&line, 2 * i + 1, memory_order_release);
+                const int64_t w0 = frn_now_ns();
+                int gave_up = 0;
+                for (unsigned spin = 1;
+                     atomic_load_explicit(&line, memory_order_acquire) != 2 * i + 2; spin++)
+                    if ((spin & 255) == 0 && frn_now_ns() - w0 > 1000000) {
+                        gave_up = 1;
+                        break;
+                    }
+                if (gave_up) {
+                    best = -1.0;
+                    break;
+                }
+                if (i >= WARM && (i - WARM) % PER == PER - 1) {
+                    const double ns = (double)(frn_now_ns() - t0) / PER;
+                    if (best < 0 || ns < best) best = ns;
+                }
+            }
+            atomic_store_explicit(&quit, 1, memory_order_release);
+        } else if (omp_get_num_threads() == 2) {
+            for (long v = 1;; v += 2) {
+                long seen;
+                while ((seen = atomic_load_explicit(&line, memory_order_acquire)) != v &&
+                       !atomic_load_explicit(&quit, memory_order_acquire))
+                    ;
+                if (seen != v) break;
+                atomic_store_explicit(&line, v + 1, memory_order_release);
+            }
+        }
+    }
+    return best;
+#else
+    return -1.0;
+#endif
+}
+
+static _Atomic int64_t frn_probe_at = 0;  /* when the last probe started (0: never) */
+static _Atomic int frn_far = 0;            /* the last probe's verdict */
+static _Atomic int frn_far_forced = -1;    /* tests: 0 or 1 instead of probing */
+
+static double frn_probe_now(void)
+{
+    const double ns = frn_probe_roundtrip();
+    if (ns > 0) atomic_store(&frn_far, ns > FRN_FAR_NS);
+    return ns;
+}
+
+static int frn_cores_far_apart(int probe)
+{
+    const int forced = atomic_load(&frn_far_forced);
+    if (forced >= 0) return forced;
+    int64_t at = atomic_load(&frn_probe_at);
+    const int64_t now = frn_now_ns();
+    /* one probe at a time (calls from several Python threads): the others decide on
+       the last verdict */
+    if (probe && (at == 0 || now - at >= FRN_PROBE_NS) &&
+        atomic_compare_exchange_strong(&frn_probe_at, &at, now))
+        frn_probe_now();
+    return atomic_load(&frn_far);
+}
+
+int frn_useful_threads(double step_fma, double region_fma, int nt, int probe)
+{
+    if (nt <= 1 || step_fma < FRN_STEP_FMA || (region_fma > 0 && region_fma < FRN_CALL_FMA))
+        return 1;
+    const double far_min = region_fma > 0 ? FRN_STEP_FMA_FAR : FRN_HELPER_FMA_FAR;
+    if (step_fma < far_min && frn_cores_far_apart(probe)) return 1;
+    return nt;
+}
+
+double frn_probe_cores(void)
+{
+    atomic_store(&frn_probe_at, frn_now_ns());
+    return frn_probe_now();
+}
+
+void frn_set_far(int far) { atomic_store(&frn_far_forced, far < 0 ? -1 : far > 0); }
+
 int frn_openmp_enabled(void)
 {
 #ifdef _OPENMP

@@ -135,6 +135,14 @@ int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const 
    hand-over between two threads of a team costs on this machine now. */
 double frn_core_roundtrip_ns(int iters);
 
+/* Tests: how many of nt threads a call uses for `step_fma` multiply-adds between
+   hand-overs in a region of `region_fma` (dispatch.h); a probe of where the cores
+   are, now (its round trip in ns, or -1 when it could not tell: the verdict stays);
+   the verdict forced (0 close, 1 far) or, far < 0, probed again. */
+int frn_useful_threads(double step_fma, double region_fma, int nt, int probe);
+double frn_probe_cores(void);
+void frn_set_far(int far);
+
 /* Threads and build (dispatch.c). */
 int frn_openmp_enabled(void);
 int frn_max_threads(void);

@@ -88,6 +88,9 @@ cdef extern from "fastrnn.h" nogil:
     int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const void *b_t,
                       const void *bias, void *c, int n_threads)
     double frn_core_roundtrip_ns(int iters)
+    int frn_useful_threads(double step_fma, double region_fma, int nt, int probe)
+    double frn_probe_cores()
+    void frn_set_far(int far)
     int frn_openmp_enabled()
     int frn_max_threads()
     void frn_set_procs(int n)
@@ -430,6 +433,27 @@ def _set_procs(int n):
     """Private: processors calls may use, n < 1 for what OpenMP reports (tests run
     teams larger than this machine's cores)."""
     frn_set_procs(n)
+
+
+def _useful_threads(double step_fma, double region_fma, int nt, bint probe=True):
+    """Private: of nt threads, how many a call uses for `step_fma` multiply-adds
+    between hand-overs in an OpenMP region of `region_fma` (0: none of its own)."""
+    return frn_useful_threads(step_fma, region_fma, nt, probe)
+
+
+def _probe_cores():
+    """Private: probe where the cores are now; the round trip in ns, or -1 when the
+    probe could not tell (one thread, or the other one descheduled)."""
+    cdef double ns
+    with nogil:
+        ns = frn_probe_cores()
+    return ns
+
+
+def _set_far(int far):
+    """Private: the cores taken as far apart (1) or close (0) instead of probed; -1
+    probes again."""
+    frn_set_far(far)
 
 
 def compiler():

@@ -16,6 +16,16 @@ def pytest_report_header(config):
             f"openmp={cfg['openmp']} threads={cfg['num_threads']}"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cores_close():
+    """Calls take the two cores as close, not probed: on a virtual machine the host
+    may move them far apart mid-run, and small calls would then run on one thread,
+    untested on two (test_runtime tests the probe and the far rule)."""
+    _kernels._set_far(0)
+    yield
+    _kernels._set_far(-1)
+
+
 @pytest.fixture(params=available_isas())
 def isa(request):
     """Run the test on one instruction-set path (each one this CPU and build have)."""

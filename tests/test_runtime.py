@@ -151,6 +151,57 @@ def test_both_directions_run_when_openmp_gives_fewer_threads():
     assert last_json(run_code(code, env={"OMP_THREAD_LIMIT": "1"})) == [True] * 4
 
 
+def test_small_steps_keep_one_thread_while_the_cores_are_far_apart():
+    """Steps under 16k multiply-adds keep one thread; while the cores are far apart
+    (a VM's host put them on different core complexes), steps under 128k too, and
+    stream steps on helper threads under 64k; a call under 64k opens no OpenMP
+    region for threads either way."""
+    try:
+        _kernels._set_far(0)
+        assert _kernels._useful_threads(16384, 0, 2) == 2
+        assert _kernels._useful_threads(16383, 0, 2) == 1
+        assert _kernels._useful_threads(131071, 0, 2) == 2
+        assert _kernels._useful_threads(16384, 65535, 2) == 1  # region too small
+        assert _kernels._useful_threads(1 << 20, 0, 1) == 1
+        _kernels._set_far(1)
+        assert _kernels._useful_threads(131071, 131071, 2) == 1
+        assert _kernels._useful_threads(131072, 1 << 24, 2) == 2
+        assert _kernels._useful_threads(131072, 1 << 24, 4) == 4
+        # a stream's step on its helpers (no region of its own) from 64k
+        assert _kernels._useful_threads(65535, 0, 2) == 1
+        assert _kernels._useful_threads(65536, 0, 2) == 2
+        # the same bits whichever count the rule picks
+        layer = fastrnn.LSTM(64, 64, seed=3)
+        x = np.random.default_rng(0).standard_normal((20, 1, 64)).astype(np.float32)
+        fastrnn.set_num_threads(2)
+        far = layer(x)[0]
+        _kernels._set_far(0)
+        close = layer(x)[0]
+        fastrnn.set_num_threads(1)
+        assert np.array_equal(far, close) and np.array_equal(layer(x)[0], close)
+    finally:
+        _kernels._set_far(0)
+        fastrnn.set_num_threads(1)
+
+
+def test_probe_of_where_the_cores_are():
+    """The probe times a line's round trip between two OpenMP threads: positive and
+    under a millisecond (it gives up on a descheduled thread), and its verdict is
+    what the far rule then applies, decided without probing again."""
+    try:
+        _kernels._set_far(-1)
+        ns = _kernels._probe_cores()
+        if not _kernels.openmp_enabled():
+            assert ns == -1.0
+            return
+        assert ns == -1.0 or 0 < ns < 1e6
+        if ns > 0:
+            far = ns > 220
+            assert _kernels._useful_threads(65536, 1 << 24, 2, False) == (1 if far else 2)
+    finally:
+        _kernels._set_far(0)
+
+
 def test_omp_num_threads_respected():
     code = "import fastrnn, json; print(json.dumps([fastrnn.get_num_threads(), fastrnn.config()]))"
     n, cfg = last_json(run_code(code, env={"OMP_NUM_THREADS": "1"}))

@@ -400,25 +400,6 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
     FN(run_phase)(&ph, C, NULL, 0, tm, 0);
 }
 
-/*
- * Threads worth using for work of `step_fma` multiply-adds between two hand-overs
- * (from FRN_STEP_FMA) in an OpenMP region of `region_fma` (from FRN_CALL_FMA; 0: no
- * region of its own, a stream on its helper threads). Handing a phase to a second
- * thread costs about 0.5 us on this machine (two cores, spinning). A recurrent step
- * on two threads pays from 16k multiply-adds (LSTM H=64 at batch 1): medians of 5
- * alternated runs on 2 threads against 1, T=100, I=H -- batch 1, LSTM H=64 0.93 ->
- * 0.75 us a step, GRU H=128 2.51 -> 1.75, GRU H=80 (19k) 1.10 -> 0.96; batch 2,
- * GRU H=64 (25k) 1.32 -> 1.17; streams, LSTM H=64 1.80 -> 1.45 us a step, LSTM H=48
- * (18k) the same; but GRU H=64 at batch 1 (12k) 0.69 -> 0.74. A whole call of one
- * GEMM (fastrnn.Linear) also opens an OpenMP region: there 16k multiply-adds on 2
- * threads were 13% slower (5.6 -> 6.3 us for a 128 x 128 Linear on one row) and
- * 64k the same as 1 thread; so were short sequences, whose region a direction's
- * whole call must pay for (2 threads, batch 1, medians of 5 alternated runs: LSTM
- * H=64 T=1 (16k) 6.8 -> 5.7 us a call on one thread, T=2 7.6 -> 6.5; GRU H=128 T=1
- * (49k) 8.2 -> 8.8).
- */
-#define FRN_STEP_FMA 16384.0
-#define FRN_CALL_FMA 65536.0
 /* Streams step on their own helper threads below this many multiply-adds a step
    (LSTM H=256 at batch 1 is 0.5 M), in an OpenMP region from it on (stream_step). */
 #define FRN_STREAM_OMP_FMA (1024.0 * 1024.0)
@@ -450,11 +431,6 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
 #ifndef FRN_AHEAD_ROWS
 #define FRN_AHEAD_ROWS 16
 #endif
-
-static inline int FN(useful_threads)(double step_fma, double region_fma, int nt)
-{
-    return step_fma < FRN_STEP_FMA || (region_fma > 0 && region_fma < FRN_CALL_FMA) ? 1 : nt;
-}
 
 /* ---- whole sequences ---------------------------------------------------- */
 
@@ -705,7 +681,7 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     const double call_fma = (double)T * step_fma; /* a direction's */
     const int apart = D == 2 && n_threads > 1 && FN(whh_bytes)(P) <= FRN_APART_MAX_WHH &&
                       call_fma >= FRN_STEP_FMA;
-    const int nt = FN(useful_threads)(step_fma, call_fma, apart ? n_threads / 2 : n_threads);
+    const int nt = frn_useful_threads(step_fma, call_fma, apart ? n_threads / 2 : n_threads, 1);
     /* Batch 1: chunks of FRN_AHEAD_ROWS steps (at least nkb of the widest input),
        each projected while the previous one steps (run_dir_ahead). */
     const int ahead = B == 1 && T > 1 && FN(ahead_fits)(P);
@@ -973,7 +949,10 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
     const double fma = (double)B * P->G * P->d.hidden_size * (P->h_out + P->w[0].k_in);
     /* no region of its own (0): the helper threads keep running between steps, and a
        step big enough for a region (FRN_STREAM_OMP_FMA) is far past FRN_CALL_FMA */
-    int nt = FN(useful_threads)(fma, 0, n_threads);
+    /* no probe of where the cores are while the helpers spin: an OpenMP team would
+       fight them for the cores (they are asleep after a while without steps) */
+    const int probe = S->nhelp == 0 || atomic_load(&S->sleepers) == S->nhelp;
+    int nt = frn_useful_threads(fma, 0, n_threads, probe);
     /* Small steps, where an OpenMP region's ~1 us is much of the step, share it with
        the stream's own helper threads. Big ones run in an OpenMP region, on the same
        threads as every other call: helpers spinning between steps would fight the
@@ -1082,7 +1061,7 @@ static int FN(linear_apply)(const struct frn_linear *lin, int M, const FRN_T *x,
         ph.bias = (const FRN_T *)lin->bias;
         ph.xw = lin->xw;
         const double fma = (double)rows * lin->K * lin->xw;
-        const int nt = FN(useful_threads)(fma, fma, n_threads);
+        const int nt = frn_useful_threads(fma, fma, n_threads, 1);
         FN(run_team)(&ph, nt);
         for (int i = 0; i < rows; i++)
             memcpy(y + (ptrdiff_t)(m0 + i) * lin->N, xp + (ptrdiff_t)i * lin->xw,
