@@ -218,6 +218,21 @@ static void frn_leave_cpu(int cpu)
 #endif
 }
 
+/* Tests: up to this many ns of delay before a helper joins one step in four (a
+   helper the OS let run late; 0: none). */
+static _Atomic int frn_helper_lag_ns = 0;
+
+void frn_set_helper_lag(int ns) { atomic_store(&frn_helper_lag_ns, ns > 0 ? ns : 0); }
+
+static void frn_helper_lag(int max_ns, unsigned *seed)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    if ((*seed >> 16) % 4) return;
+    const int64_t t0 = frn_now_ns(), d = (int64_t)((*seed >> 8) % (unsigned)max_ns);
+    while (frn_now_ns() - t0 < d)
+        ;
+}
+
 static void *frn_helper_main(void *varg)
 {
     frn_helper_arg *arg = varg;
@@ -226,6 +241,7 @@ static void *frn_helper_main(void *varg)
     free(arg);
     frn_leave_cpu(atomic_load(&S->caller_cpu)); /* a new thread may start there too */
     uint64_t seen = atomic_load(&S->base);
+    unsigned seed = 12345u + (unsigned)tid;
     for (;;) {
         uint64_t base;
         unsigned spin = 0;
@@ -249,9 +265,11 @@ static void *frn_helper_main(void *varg)
         }
         if (atomic_load(&S->quit)) return NULL;
         seen = base;
+        const int lag = atomic_load_explicit(&frn_helper_lag_ns, memory_order_relaxed);
+        if (lag > 0) frn_helper_lag(lag, &seed);
         /* (the caller publishes base once the step's arguments are out and its
-           first phase, base + 1, is open) */
-        if (tid < atomic_load(&S->active)) S->team(S, tid, base + 1);
+           first phase, base / 2 + 1, is open) */
+        if (tid < atomic_load(&S->active)) S->team(S, tid, base / 2 + 1, (int)(base & 1));
     }
 }
 

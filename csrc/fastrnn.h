@@ -142,6 +142,8 @@ double frn_core_roundtrip_ns(int iters);
 int frn_useful_threads(double step_fma, double region_fma, int nt, int probe);
 double frn_probe_cores(void);
 void frn_set_far(int far);
+/* Tests: helpers join one step in four up to `ns` late (a helper the OS ran late). */
+void frn_set_helper_lag(int ns);
 
 /* Threads and build (dispatch.c). */
 int frn_openmp_enabled(void);

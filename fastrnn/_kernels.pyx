@@ -91,6 +91,7 @@ cdef extern from "fastrnn.h" nogil:
     int frn_useful_threads(double step_fma, double region_fma, int nt, int probe)
     double frn_probe_cores()
     void frn_set_far(int far)
+    void frn_set_helper_lag(int ns)
     int frn_openmp_enabled()
     int frn_max_threads()
     void frn_set_procs(int n)
@@ -454,6 +455,12 @@ def _set_far(int far):
     """Private: the cores taken as far apart (1) or close (0) instead of probed; -1
     probes again."""
     frn_set_far(far)
+
+
+def _set_helper_lag(int ns):
+    """Private: streams' helper threads join one step in four up to `ns` late, as
+    when the OS runs them late (tests of the hand-over; 0: never)."""
+    frn_set_helper_lag(ns)
 
 
 def compiler():

@@ -932,10 +932,9 @@ static FN(ctx) FN(stream_ctx)(struct frn_stream *S)
 
 /* A helper's share of the step that opened at phase k0 - 1 (dispatch.c runs it),
    then of the next step's R phases. */
-static void FN(stream_team)(struct frn_stream *S, int tid, uint64_t k0)
+static void FN(stream_team)(struct frn_stream *S, int tid, uint64_t k0, int eager)
 {
     FN(team) tm = {S->sched, tid, k0, k0}; /* the caller opened k0 before it said so */
-    const int eager = S->eager;
     FN(stream_layers)(S, FN(stream_ctx)(S), S->x, S->out, &tm, S->use_r);
     if (eager) FN(stream_recur)(S, &tm);
     frn_sched_prefetch(tm.S, tm.k + 1, tid); /* the next step's first claim */
@@ -985,7 +984,6 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
         S->x = x;
         S->out = out;
         S->use_r = S->r_valid;
-        S->eager = eager;
         if (eager) /* the states this step writes: the next R phases read them */
             for (int l = 0; l < L; l++)
                 __atomic_store_n(&S->rh[l], S->h[2 * l + (S->cur ^ 1)], __ATOMIC_RELAXED);
@@ -994,7 +992,8 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
         /* the phase first, so a helper that sees base knows phase k + 1 is open
            without looking at (and waiting for) another cache line */
         frn_sched_done(S->sched, k, 1, 1);
-        atomic_store(&S->base, k); /* seq_cst: against the sleepers count below */
+        /* seq_cst: against the sleepers count below */
+        atomic_store(&S->base, 2 * k + (uint64_t)eager);
         if (atomic_load(&S->sleepers) > 0) frn_stream_wake(S);
         FN(team) tm = {S->sched, 0, k + 1, k + 1};
         FN(stream_layers)(S, FN(stream_ctx)(S), x, out, &tm, S->use_r);

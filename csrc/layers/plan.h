@@ -75,12 +75,14 @@ struct frn_stream {
     /* What the caller writes to open a step and the helpers spin on, in one cache
        line: the caller's stores take it from the helpers' caches once, not once per
        field (allocated 64-byte aligned) */
-    _Atomic uint64_t base __attribute__((aligned(64))); /* the opening phase of the latest step */
+    /* the opening phase of the latest step, times 2, + 1 when its R phases follow it
+       (engine.h, "eager"): in one word, so a helper that comes late walks the
+       phases of the step it saw, not those of a later one */
+    _Atomic uint64_t base __attribute__((aligned(64)));
     const void *x; /* the current step's arguments */
     void *out;
     _Atomic int active; /* threads allowed on the current step */
     int use_r;          /* the current step's cell phases take their products from r */
-    int eager;          /* the current step's R phases follow it (engine.h) */
     int rev;            /* sweep direction of the next step (alternates) */
     int cur;            /* which of the two h buffers of every layer holds the state */
     _Atomic int quit;
@@ -100,7 +102,8 @@ struct frn_stream {
     uint64_t k;             /* the caller's next phase */
     _Atomic int caller_cpu; /* the CPU of the caller that last started or woke the helpers */
     void *mu, *cv;          /* pthread mutex and condition variable */
-    void (*team)(struct frn_stream *S, int tid, uint64_t k0); /* the ISA's share of a step */
+    /* the ISA's share of a step whose first phase is k0 (and of its R phases) */
+    void (*team)(struct frn_stream *S, int tid, uint64_t k0, int eager);
     /* eager recurrent products (engine.h, stream_recur): W_hh h of every layer's
        state, L x B x xw in the XP layout, and the states they are made from */
     void *r;
