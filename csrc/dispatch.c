@@ -75,6 +75,19 @@ const char *frn_isa_name(int isa)
     }
 }
 
+/* A child of fork() has none of its parent's threads: libgomp's pool there waits
+   for workers that do not exist (a child hung in its first parallel region once its
+   parent had run one), and the parent's streams' helpers are gone. Calls in a
+   child run on one thread. */
+static _Atomic int frn_forked = 0;
+
+static void frn_mark_child(void) { atomic_store(&frn_forked, 1); }
+
+__attribute__((constructor)) static void frn_watch_fork(void)
+{
+    pthread_atfork(NULL, NULL, frn_mark_child);
+}
+
 /* Threads a call may use: n < 1 asks for the calling thread's OpenMP setting
    (omp_get_max_threads: what set_num_threads set; the per-step stream call asks
    here rather than through a Python call of its own); then at least 1, at most the
@@ -84,8 +97,9 @@ const char *frn_isa_name(int isa)
    fail to start its threads. */
 static int frn_procs = 0;
 
-static int frn_threads(int n)
+int frn_team_threads(int n)
 {
+    if (atomic_load_explicit(&frn_forked, memory_order_relaxed)) return 1;
     if (n < 1) n = omp_get_max_threads();
     /* omp_get_num_procs() asks the kernel for the affinity mask every time:
        read it once (a stream step is ~1 us; the syscall cost a tenth of it) */
@@ -98,14 +112,14 @@ static int frn_threads(int n)
 
 int frn_forward(const frn_plan *plan, const frn_seq *seq, int n_threads)
 {
-    n_threads = frn_threads(n_threads);
+    n_threads = frn_team_threads(n_threads);
     return frn_table(plan->isa)->forward(plan, seq, n_threads);
 }
 
 int frn_linear_apply(const frn_linear *lin, int M, const void *x, void *y, int n_threads)
 {
     if (M <= 0) return FRN_OK;
-    return frn_table(lin->isa)->linear_apply(lin, M, x, y, frn_threads(n_threads));
+    return frn_table(lin->isa)->linear_apply(lin, M, x, y, frn_team_threads(n_threads));
 }
 
 int frn_activation(int isa, int dtype, int kind, const void *x, void *y, size_t n)
@@ -118,7 +132,7 @@ int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const 
                   const void *bias, void *c, int n_threads)
 {
     if (isa > frn_cpu_isa() || !frn_isa_compiled(isa)) return FRN_EISA;
-    return frn_table(isa)->gemm_test(dtype, M, N, K, a, b_t, bias, c, frn_threads(n_threads));
+    return frn_table(isa)->gemm_test(dtype, M, N, K, a, b_t, bias, c, frn_team_threads(n_threads));
 }
 
 /* ---- per-thread workspace ----
@@ -404,7 +418,7 @@ nomem:
 
 int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads)
 {
-    n_threads = frn_threads(n_threads);
+    n_threads = frn_team_threads(n_threads);
     return frn_table(s->p->isa)->stream_step(s, x, out, n_threads);
 }
 
@@ -470,6 +484,7 @@ int frn_stream_reorder(frn_stream *s, const int32_t *idx)
 double frn_core_roundtrip_ns(int iters)
 {
 #ifdef _OPENMP
+    if (atomic_load(&frn_forked)) return -1.0;
     /* thread 0 writes odd values, thread 1 answers with the next even one (a line
        of this call's stack, shared by the team) */
     _Atomic long line __attribute__((aligned(64))) = 0;
@@ -518,6 +533,7 @@ double frn_core_roundtrip_ns(int iters)
 static double frn_probe_roundtrip(void)
 {
 #ifdef _OPENMP
+    if (atomic_load(&frn_forked)) return -1.0;
     _Atomic long line __attribute__((aligned(64))) = 0;
     _Atomic int quit __attribute__((aligned(64))) = 0;
     double best = -1.0;

@@ -145,7 +145,10 @@ void frn_set_far(int far);
 /* Tests: helpers join one step in four up to `ns` late (a helper the OS ran late). */
 void frn_set_helper_lag(int ns);
 
-/* Threads and build (dispatch.c). */
+/* Threads and build (dispatch.c). frn_team_threads: the threads a call asking for
+   n may use (n < 1: the calling thread's OpenMP setting), at least 1, at most the
+   processors; 1 in a child of fork(). */
+int frn_team_threads(int n);
 int frn_openmp_enabled(void);
 int frn_max_threads(void);
 void frn_set_max_threads(int n);

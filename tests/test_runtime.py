@@ -202,6 +202,36 @@ def test_probe_of_where_the_cores_are():
         _kernels._set_far(0)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_calls_in_a_forked_child_run_on_one_thread():
+    """OpenMP's threads and a stream's helpers do not survive fork(): a child whose
+    parent had run 2-thread calls hung in its first parallel region. In a child every
+    call runs on one thread: a layer, a new stream, the parent's stream (its helpers
+    gone) and a Linear give the parent's bits. The child kills itself if it hangs."""
+    code = (
+        "import json, os, signal, numpy as np, fastrnn\n"
+        "fastrnn.set_num_threads(2)\n"
+        "layer = fastrnn.LSTM(64, 96, seed=0)\n"
+        "lin = fastrnn.Linear(256, 512, seed=1)\n"
+        "x = np.random.default_rng(0).standard_normal((30, 2, 64)).astype(np.float32)\n"
+        "a = np.ones((64, 256), np.float32)\n"
+        "st = layer.stream(2)\n"
+        "ys = [st.step(x[t]) for t in range(15)]\n"
+        "y, yl = layer(x)[0], lin(a)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    signal.alarm(60)\n"
+        "    ok = np.array_equal(layer(x)[0], y) and np.array_equal(lin(a), yl)\n"
+        "    new = layer.stream(2)\n"
+        "    ok = ok and np.array_equal(np.stack([new.step(x[t]) for t in range(30)]), y)\n"
+        "    ok = ok and np.array_equal(np.stack([st.step(x[t]) for t in range(15, 30)]), y[15:])\n"
+        "    os._exit(0 if ok else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(json.dumps(os.waitstatus_to_exitcode(status)))\n"
+    )
+    assert last_json(run_code(code)) == 0
+
+
 def test_omp_num_threads_respected():
     code = "import fastrnn, json; print(json.dumps([fastrnn.get_num_threads(), fastrnn.config()]))"
     n, cfg = last_json(run_code(code, env={"OMP_NUM_THREADS": "1"}))

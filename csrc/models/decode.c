@@ -123,12 +123,7 @@ static inline void frn_cand_insert(frn_cand *list, int *cnt, int cap, frn_cand c
     list[i] = c;
 }
 
-static int frn_clamp_threads(int n)
-{
-    int procs = omp_get_num_procs();
-    if (n > procs) n = procs;
-    return n < 1 ? 1 : n;
-}
+static int frn_clamp_threads(int n) { return n < 1 ? 1 : frn_team_threads(n); }
 
 /* Below this much work per step a row loop runs on one thread: a parallel region
    costs a few microseconds, about 2^15 multiply-adds on this hardware. */
