@@ -341,12 +341,16 @@ fail:
 static void frn_stream_stop(frn_stream *S)
 {
     if (S->nhelp == 0) return;
-    atomic_store(&S->quit, 1);
-    frn_stream_wake(S);
-    if ((int)getpid() == S->pid) /* after a fork the helpers are not ours to join */
+    /* After a fork the helpers are not in this process: nothing to wake or join, and
+       the copy of their mutex may be locked for good (a helper held it at the fork),
+       so it is neither taken nor destroyed, only freed. */
+    if ((int)getpid() == S->pid) {
+        atomic_store(&S->quit, 1);
+        frn_stream_wake(S);
         for (int t = 0; t < S->nhelp; t++) pthread_join(((pthread_t *)S->threads)[t], NULL);
-    pthread_mutex_destroy(S->mu);
-    pthread_cond_destroy(S->cv);
+        pthread_mutex_destroy(S->mu);
+        pthread_cond_destroy(S->cv);
+    }
     free(S->mu);
     free(S->cv);
     free(S->threads);

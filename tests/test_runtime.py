@@ -207,7 +207,8 @@ def test_calls_in_a_forked_child_run_on_one_thread():
     """OpenMP's threads and a stream's helpers do not survive fork(): a child whose
     parent had run 2-thread calls hung in its first parallel region. In a child every
     call runs on one thread: a layer, a new stream, the parent's stream (its helpers
-    gone) and a Linear give the parent's bits. The child kills itself if it hangs."""
+    gone) and a Linear give the parent's bits, and both streams are freed there. The
+    child kills itself if it hangs."""
     code = (
         "import json, os, signal, numpy as np, fastrnn\n"
         "fastrnn.set_num_threads(2)\n"
@@ -225,6 +226,7 @@ def test_calls_in_a_forked_child_run_on_one_thread():
         "    new = layer.stream(2)\n"
         "    ok = ok and np.array_equal(np.stack([new.step(x[t]) for t in range(30)]), y)\n"
         "    ok = ok and np.array_equal(np.stack([st.step(x[t]) for t in range(15, 30)]), y[15:])\n"
+        "    del st, new  # freed in the child: its helpers are not there to join\n"
         "    os._exit(0 if ok else 3)\n"
         "_, status = os.waitpid(pid, 0)\n"
         "print(json.dumps(os.waitstatus_to_exitcode(status)))\n"
