@@ -533,6 +533,11 @@ double frn_core_roundtrip_ns(int iters)
  * of 16 after 8 untimed (the first ones wake a sleeping thread). Every wait gives up
  * after 1 ms (the other thread descheduled: another process wants its core), and
  * the probe then says nothing (-1), as it does when OpenMP gives one thread.
+ * Not frn_core_roundtrip_ns's loop with a way out: the shape of a spin changes the
+ * round trip it measures (the same placement, alternated processes: that loop with
+ * this one's give-up check in the spin and batches read 59-94 ns where it reads
+ * 114-137); FRN_FAR_NS was checked against this loop's figures (close: 56-103 ns;
+ * in the far rounds of the measurements in dispatch.h it judged every one far).
  */
 static double frn_probe_roundtrip(void)
 {
@@ -595,17 +600,33 @@ static double frn_probe_now(void)
     return ns;
 }
 
+/* A clock for "is a probe due": the coarse one (a few ms of resolution against a
+   0.5 s period) reads ~30 ns faster here than CLOCK_MONOTONIC, which would be 2-3%
+   of a 1-2 us stream step that asks every step (one thread, the cores far apart). */
+static int64_t frn_coarse_ns(void)
+{
+#ifdef CLOCK_MONOTONIC_COARSE
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+#else
+    return frn_now_ns();
+#endif
+}
+
 static int frn_cores_far_apart(int probe)
 {
     const int forced = atomic_load(&frn_far_forced);
     if (forced >= 0) return forced;
-    int64_t at = atomic_load(&frn_probe_at);
-    const int64_t now = frn_now_ns();
-    /* one probe at a time (calls from several Python threads): the others decide on
-       the last verdict */
-    if (probe && (at == 0 || now - at >= FRN_PROBE_NS) &&
-        atomic_compare_exchange_strong(&frn_probe_at, &at, now))
-        frn_probe_now();
+    if (probe) { /* (no clock read otherwise: every stream step with helpers asks) */
+        int64_t at = atomic_load(&frn_probe_at);
+        const int64_t now = frn_coarse_ns();
+        /* one probe at a time (calls from several Python threads): the others
+           decide on the last verdict */
+        if ((at == 0 || now - at >= FRN_PROBE_NS) &&
+            atomic_compare_exchange_strong(&frn_probe_at, &at, now))
+            frn_probe_now();
+    }
     return atomic_load(&frn_far);
 }
 
@@ -620,7 +641,7 @@ int frn_useful_threads(double step_fma, double region_fma, int nt, int probe)
 
 double frn_probe_cores(void)
 {
-    atomic_store(&frn_probe_at, frn_now_ns());
+    atomic_store(&frn_probe_at, frn_coarse_ns());
     return frn_probe_now();
 }
 
