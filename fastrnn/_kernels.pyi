@@ -61,6 +61,9 @@ class Plan:
         cn: Optional[_Array],  # (L*D, B, H), LSTM only
         n_threads: int,
     ) -> None: ...
+    # x (T, B, I), (B, T, I) when batch_first, or (T, I), exactly as the engine reads
+    # it; returns (out, h_n, c_n | None), or None (nothing run) for any other x.
+    def run(self, x: Any, batch_first: bool) -> Optional[tuple[_Array, _Array, Optional[_Array]]]: ...
 
 class Stream:
     """The carried state of a unidirectional network stepping B sequences."""

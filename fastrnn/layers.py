@@ -188,6 +188,10 @@ class _RNNBase:
     # -- the call -----------------------------------------------------------
 
     def _run(self, x, h0, c0, lengths):
+        if h0 is None and c0 is None and lengths is None:
+            done = self._packed().run(x, self.batch_first)  # None unless x is engine-ready
+            if done is not None:
+                return done
         x, T, B, unbatched, x_st, x_sb = v.sequence(x, self.input_size, self.batch_first, self.dtype)
         D, L, H, HO = self.num_directions, self.num_layers, self.hidden_size, self._h_out
         if h0 is not None:

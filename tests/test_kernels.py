@@ -441,6 +441,52 @@ def test_results_are_new_arrays():
         assert a.flags.c_contiguous and a.flags.writeable
 
 
+class _Subclass(np.ndarray):
+    pass
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_engine_ready_input_takes_the_short_call(variant, dtype):
+    """A call with nothing but an engine-ready x (a plain C-contiguous, aligned array
+    of the layer dtype) goes through Plan.run, without the general checks; it must
+    give what the general path gives (forced here by explicit zero states, which the
+    engine copies in, where Plan.run starts from its own zeros), shapes included,
+    for every layout."""
+    for num_layers, bidir, batch_first, B in ((1, False, False, 3), (2, True, True, 2),
+                                              (2, False, True, 1)):
+        cfg = dict(SMALL, num_layers=num_layers, bidirectional=bidir, batch_first=batch_first,
+                   B=B, T=6, hidden=17, input=5)
+        layer = make_layer(variant, cfg, dtype)
+        x, _, _ = make_inputs(layer, cfg)
+        n = layer.num_directions * layer.num_layers
+        one = np.ascontiguousarray(x[0] if batch_first else x[:, 0])
+        for xa in (x, one):  # batched, and one unbatched sequence
+            lead = (n,) if xa.ndim == 2 else (n, B)
+            h0 = np.zeros(lead + (layer.proj_size or layer.hidden_size,), layer.dtype)
+            zeros = (h0, np.zeros(lead + (layer.hidden_size,), layer.dtype)) \
+                if layer.mode == "LSTM" else h0
+            quick = layer._packed().run(xa, layer.batch_first)
+            assert quick is not None, "an engine-ready x must take the short call"
+            general = run(layer, xa, zeros)
+            for a, b in zip(quick, general):
+                if b is None:
+                    assert a is None
+                    continue
+                assert a.shape == b.shape and a.dtype == b.dtype and a.flags.c_contiguous
+                assert np.array_equal(a, b), f"{variant}: short and general calls differ"
+            for a, b in zip(run(layer, xa), general):  # the public call takes it too
+                assert (a is None and b is None) or np.array_equal(a, b)
+    # anything else is left to the general path (None, nothing run)
+    layer = make_layer(variant, dict(SMALL, hidden=8, input=5), dtype)
+    x = np.ones((4, 2, 5), layer.dtype)
+    other = np.float32 if layer.dtype == np.float64 else np.float64
+    for xa in (x.tolist(), x.astype(other), np.asfortranarray(x), x[:, :, ::-1], x[..., :4],
+               x[:0], x[:, :0], x[0, 0], x[None], _unaligned(x), x.view(_Subclass),
+               x.astype(np.int32)):
+        assert layer._packed().run(xa, False) is None, f"{getattr(xa, 'shape', xa)} taken"
+
+
 # --------------------------------------------------------------------------------------
 # Bitwise invariances: thread count and batch position
 # --------------------------------------------------------------------------------------
