@@ -660,6 +660,12 @@ int frn_max_threads(void) { return omp_get_max_threads(); }
 
 void frn_set_procs(int n) { frn_procs = n < 1 ? 0 : n; }
 
+static _Atomic int frn_split_mode = -1;
+
+void frn_set_batch_split(int mode) { atomic_store(&frn_split_mode, mode < 0 ? -1 : mode > 0); }
+
+int frn_batch_split_mode(void) { return atomic_load_explicit(&frn_split_mode, memory_order_relaxed); }
+
 void frn_set_max_threads(int n) { omp_set_num_threads(n); }
 
 const char *frn_compiler(void)

@@ -142,6 +142,11 @@ double frn_core_roundtrip_ns(int iters);
 int frn_useful_threads(double step_fma, double region_fma, int nt, int probe);
 double frn_probe_cores(void);
 void frn_set_far(int far);
+/* Tests and benchmarks: how whole-sequence calls split a batch over threads -- by
+   hidden units (0), in groups of rows whenever it can (1), or as measured to pay
+   (-1, the default; layers/engine.h, FRN_SPLIT_ROWS). */
+void frn_set_batch_split(int mode);
+int frn_batch_split_mode(void);
 /* Tests: helpers join one step in four up to `ns` late (a helper the OS ran late). */
 void frn_set_helper_lag(int ns);
 

@@ -96,6 +96,7 @@ cdef extern from "fastrnn.h" nogil:
     double frn_probe_cores()
     void frn_set_far(int far)
     void frn_set_helper_lag(int ns)
+    void frn_set_batch_split(int mode)
     int frn_openmp_enabled()
     int frn_max_threads()
     void frn_set_procs(int n)
@@ -535,6 +536,12 @@ def _set_far(int far):
     """Private: the cores taken as far apart (1) or close (0) instead of probed; -1
     probes again."""
     frn_set_far(far)
+
+
+def _set_batch_split(int mode):
+    """Private: whole-sequence calls split batches over threads by hidden units (0),
+    in groups of rows whenever they can (1), or where that was measured to pay (-1)."""
+    frn_set_batch_split(mode)
 
 
 def _set_helper_lag(int ns):

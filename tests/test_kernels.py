@@ -533,6 +533,58 @@ def test_bitwise_same_for_more_threads_than_cores(isa):
                         assert np.array_equal(a, b), f"{variant} {dtype}: 3-4 threads differ"
 
 
+@contextlib.contextmanager
+def batch_split(mode: int):
+    _kernels._set_batch_split(mode)
+    try:
+        yield
+    finally:
+        _kernels._set_batch_split(-1)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_bitwise_same_with_the_batch_split(variant, isa):
+    """Batches split in groups of rows, one per thread, each group run through every
+    layer by its thread alone (with lengths: groups of about equal row-steps; a group
+    of one row weaves its projection ahead): the bits of 1 thread, forced on any
+    batch (mode 1), off (0), and where it is chosen (-1: 17 and 40 rows of small
+    weights), for 2, 3 and 4 threads."""
+    # (B, lengths, layers, bidirectional, hidden): at H=96 a group of one row, which is
+    # not the batch's first, weaves its projection ahead (W_hh >= 32 KB)
+    for j, (B, lens, layers, bidir, H) in enumerate(((2, False, 1, False, 96),
+                                                     (3, True, 2, False, 96),
+                                                     (17, True, 3, False, 16),
+                                                     (40, False, 2, True, 16),
+                                                     (5, True, 2, True, 16))):
+        cfg = dict(SMALL, hidden=H, input=5, B=B, T=9 if H < 64 else 40, num_layers=layers,
+                   bidirectional=bidir, lengths=lens)
+        layer = make_layer(variant, cfg, "float32", seed=j)
+        x, hx, lengths = make_inputs(layer, cfg, seed=j)
+        want = run(layer, x, hx, lengths)
+        for mode, n in itertools.product((1, 0, -1), (2, 3, 4)):
+            with threads(n), batch_split(mode):
+                got = run(layer, x, hx, lengths)
+            for a, b in zip(want, got):
+                if a is not None:
+                    assert np.array_equal(a, b), f"B={B} split {mode}, {n} threads: differs"
+
+
+def test_batch_split_groups_balance_row_steps():
+    """The split's groups (seen through the hook's forced mode on a batch whose
+    lengths are all different) cover every row once: a sequence of length 1 beside
+    long ones ends where the reference says, whichever group it falls in."""
+    layer = fastrnn.GRU(3, 8, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((30, 7, 3)).astype(np.float32)
+    lengths = np.array([30, 1, 17, 2, 29, 3, 30])
+    with threads(4), batch_split(1):
+        out, hn = layer(x, lengths=lengths)
+    ref_out, ref_hn = reference.forward(layer, x, lengths=lengths, dtype=np.float64)
+    assert_close(out, ref_out, np.float32, 8, "out")
+    assert_close(hn, ref_hn, np.float32, 8, "h_n")
+    assert np.all(out[lengths[None, :] <= np.arange(30)[:, None]] == 0)
+
+
 def test_bitwise_same_threads_bidirectional_past_apart_cutoff(isa):
     """Bidirectional layers run their two directions side by side on 2 threads while
     W_hh is at most 6 MB, and one after the other on both threads past it (LSTM

@@ -23,9 +23,11 @@
  * -- shared out by layers/sched.h: one contiguous share per thread, so a thread
  * keeps the same weight panels (and their place in its L2) step after step, and a
  * thread that finishes early takes what is left of the others', so a descheduled
- * thread does not hold a step up. Splits are on outputs only, and every tile
- * computes each element with the same chain (kernels/tile.h): results are bitwise
- * identical for any thread count.
+ * thread does not hold a step up. Batches with small weights split instead in
+ * groups of rows, one per thread, each group run through every layer by its thread
+ * alone (split_groups). Splits are on outputs only, and every tile computes each
+ * element with the same chain (kernels/tile.h): results are bitwise identical for
+ * any thread count.
  */
 
 #include "sched.h"
@@ -441,6 +443,9 @@ typedef struct {
     int *row0;          /* T + 1: the first row of step s in iteration order */
     int t_live;         /* steps with a live sequence: the longest length */
     int chunk_rows;
+    int rows;           /* sorted rows of this group (from perm on) */
+    int ahead;          /* one row: the projection woven ahead (run_dir_ahead) */
+    size_t state, a_bytes, xp_bytes, per_dir; /* group_plan */
     FRN_T *a;           /* chunk_rows x lda_a */
     ptrdiff_t lda_a;
     FRN_T *buf[2];      /* inner layers' outputs, T x B x D*h_out */
@@ -541,9 +546,10 @@ static void FN(run_dir_ahead)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
         A.xp = xpb[(c + 1) & 1];
         A.xw = P->xw;
         if (rows > 0) {
-            /* row r is step s1 + r: time t or, in reverse, len - 1 - t */
+            /* row r is step s1 + r of the one sequence (batch index b) this group
+               runs: time t or, in reverse, len - 1 - t */
             const frn_rowpos rp = FN(rowpos)(C0, 0, s1);
-            A.x0 = src + rp.t * st;
+            A.x0 = src + rp.t * st + rp.b * sb;
             A.xst = C0->dir ? -st : st;
         }
         const int fuse = A.ng >= per;
@@ -591,18 +597,18 @@ static int FN(ahead_fits)(const frn_plan *P)
 #define FRN_APART_MAX_WHH (6.0 * 1024 * 1024)
 #endif
 
-/* A (layer, direction)'s initial state in C's buffers (`state` bytes each), rows in
-   sorted order: zeros, or the caller's h0 / c0. */
-static void FN(init_state)(const frn_plan *P, const frn_seq *q, const int *perm,
-                           const FN(ctx) *C, int ld, size_t state)
+/* A (layer, direction)'s initial state in C's buffers (`state` bytes each), for
+   the `rows` sorted rows from C->perm on: zeros, or the caller's h0 / c0. */
+static void FN(init_state)(const frn_plan *P, const frn_seq *q, const FN(ctx) *C, int rows,
+                           int ld, size_t state)
 {
     const int B = q->B, HO = P->h_out, H = P->d.hidden_size;
     const size_t es = sizeof(FRN_T);
     memset(C->h[0], 0, state);
     memset(C->h[1], 0, state);
     memset(C->c, 0, state);
-    for (int bp = 0; bp < B; bp++) {
-        const int b = perm[bp];
+    for (int bp = 0; bp < rows; bp++) {
+        const int b = C->perm[bp];
         if (q->h0)
             memcpy(C->h[0] + (ptrdiff_t)bp * P->ldh,
                    (const FRN_T *)q->h0 + ((ptrdiff_t)ld * B + b) * HO, HO * es);
@@ -612,13 +618,221 @@ static void FN(init_state)(const frn_plan *P, const frn_seq *q, const int *perm,
     }
 }
 
+#define FRN_ALIGN64(n) (((size_t)(n) + 63) & ~(size_t)63)
+
+/* A group of F->rows sorted rows (the whole batch, or one thread's part of it,
+   below): its chunks, whether it weaves the projection ahead (one row), and the
+   bytes its buffers take per direction run at once -- a scheduler, gathered
+   inputs, projections and five states. */
+static void FN(group_plan)(FN(fwd) *F)
+{
+    const frn_plan *P = F->p;
+    const int T = F->q->T, D = P->d.num_dirs, HO = P->h_out, rows = F->rows;
+    const size_t es = sizeof(FRN_T);
+    /* chunks: about 1M values of XP and 256k of gathered inputs, at least a step */
+    const int kmax = P->d.input_size > D * HO ? P->d.input_size : D * HO;
+    F->lda_a = ((ptrdiff_t)kmax + 15) & ~(ptrdiff_t)15;
+    /* Rows per chunk: few enough that the chunk's projections (read back by the
+       steps) stay in L2 -- 256k values -- but at least 256, so that reading W_ih
+       once per chunk stays small against the chunk's arithmetic (about 10/rows of
+       it here: L3 at ~30 GB/s against ~150 GFLOP/s). */
+    long cap = (1L << 18) / P->xw;
+    if (cap < 256) cap = 256;
+    long cap_a = (1L << 18) / F->lda_a;
+    if (cap_a < cap) cap = cap_a;
+    if (cap < rows) cap = rows;
+    if (cap > (long)T * rows) cap = (long)T * rows;
+    F->chunk_rows = (int)cap;
+    /* One row: chunks of FRN_AHEAD_ROWS steps (at least nkb of the widest input),
+       each projected while the previous one steps (run_dir_ahead). */
+    F->ahead = rows == 1 && T > 1 && FN(ahead_fits)(P);
+    if (F->ahead) {
+        const int nkb = (kmax + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
+        F->chunk_rows = nkb > FRN_AHEAD_ROWS ? nkb : FRN_AHEAD_ROWS;
+    }
+    F->state = FRN_ALIGN64((size_t)rows * P->ldh * es);
+    F->a_bytes = FRN_ALIGN64((size_t)F->chunk_rows * F->lda_a * es);
+    F->xp_bytes = FRN_ALIGN64((size_t)(F->ahead ? 2 : 1) * F->chunk_rows * P->xw * es);
+    F->per_dir = FRN_ALIGN64(sizeof(frn_sched)) + F->a_bytes + F->xp_bytes + 5 * F->state;
+}
+
+/* A group's buffers for nws directions at once, from ws on: Fd[i] is *F with
+   direction i's buffers, sched[i] its scheduler. */
+static void FN(group_place)(const FN(fwd) *F, char *ws, int nws, FN(fwd) Fd[2],
+                            frn_sched *sched[2])
+{
+    const size_t sched_bytes = FRN_ALIGN64(sizeof(frn_sched));
+    for (int i = 0; i < nws; i++, ws += F->per_dir) {
+        Fd[i] = *F;
+        sched[i] = (frn_sched *)ws;
+        Fd[i].a = (FRN_T *)(ws + sched_bytes);
+        Fd[i].xp = (FRN_T *)(ws + sched_bytes + F->a_bytes);
+        char *st0 = ws + sched_bytes + F->a_bytes + F->xp_bytes;
+        Fd[i].h0 = (FRN_T *)st0;
+        Fd[i].h1 = (FRN_T *)(st0 + F->state);
+        Fd[i].c = (FRN_T *)(st0 + 2 * F->state);
+        Fd[i].m = (FRN_T *)(st0 + 3 * F->state);
+        Fd[i].z = (FRN_T *)(st0 + 4 * F->state);
+    }
+}
+
+/* Every layer over a group's rows, on a team of nt threads (per direction when
+   apart: the two directions side by side, each on nt threads). Inputs, outputs and
+   h_n / c_n are addressed by batch index (perm), so groups write disjoint rows of
+   the same arrays -- the inner layers' outputs (F->buf) included. */
+static void FN(run_group)(const FN(fwd) *F, const FN(fwd) Fd[2], frn_sched *sched[2], int nt,
+                          int apart)
+{
+    const frn_plan *P = F->p;
+    const frn_seq *q = F->q;
+    const int T = q->T, B = q->B, L = P->d.num_layers, D = P->d.num_dirs;
+    const int H = P->d.hidden_size, HO = P->h_out;
+    const int lstm = P->d.cell == FRN_LSTM;
+    void (*run)(const FN(fwd) *, const FN(ctx) *, const FRN_T *, ptrdiff_t, ptrdiff_t, int,
+                FN(team) *) = F->ahead ? FN(run_dir_ahead) : FN(run_dir);
+    for (int l = 0; l < L; l++) {
+        const FRN_T *src;
+        ptrdiff_t st, sb;
+        int K;
+        if (l == 0) {
+            src = (const FRN_T *)q->x;
+            st = q->x_st;
+            sb = q->x_sb;
+            K = P->d.input_size;
+        } else {
+            src = F->buf[(l - 1) & 1];
+            st = (ptrdiff_t)B * D * HO;
+            sb = (ptrdiff_t)D * HO;
+            K = D * HO;
+        }
+        FRN_T *dst;
+        ptrdiff_t dt, db;
+        if (l == L - 1) {
+            dst = (FRN_T *)q->out;
+            dt = q->out_st;
+            db = q->out_sb;
+        } else {
+            dst = F->buf[l & 1];
+            dt = (ptrdiff_t)B * D * HO;
+            db = (ptrdiff_t)D * HO;
+        }
+        FN(ctx) C[2];
+        for (int d = 0; d < D; d++) {
+            const int ld = l * D + d;
+            const FN(fwd) *Fi = &Fd[apart ? d : 0];
+            C[d] = (FN(ctx)){0};
+            C[d].p = P;
+            C[d].w = &P->w[ld];
+            C[d].T = T;
+            C[d].dir = d;
+            C[d].perm = F->perm;
+            C[d].len = q->lengths;
+            C[d].out = dst + d * HO;
+            C[d].out_st = dt;
+            C[d].out_sb = db;
+            C[d].hn = (FRN_T *)q->hn + (ptrdiff_t)ld * B * HO;
+            C[d].cn = lstm ? (FRN_T *)q->cn + (ptrdiff_t)ld * B * H : NULL;
+            C[d].h[0] = Fi->h0;
+            C[d].h[1] = Fi->h1;
+            C[d].c = Fi->c;
+            C[d].m = Fi->m;
+            C[d].z = Fi->z;
+            C[d].xp = Fi->xp;
+        }
+        if (apart) {
+            for (int i = 0; i < 2; i++) {
+                FN(init_state)(P, q, &C[i], F->rows, l * D + i, F->state);
+                frn_sched_init(sched[i], nt);
+            }
+#pragma omp parallel num_threads(2 * nt)
+            {
+                /* threads [0, nt) run direction 0, [nt, 2 nt) direction 1; given
+                   fewer threads, thread 0 runs both on its own */
+                const int tid = omp_get_thread_num();
+                if (omp_get_num_threads() == 2 * nt) {
+                    const int i = tid / nt;
+                    FN(team) tm = {sched[i], tid % nt, 0};
+                    run(&Fd[i], &C[i], src, st, sb, K, nt > 1 ? &tm : NULL);
+                } else if (tid == 0) {
+                    for (int i = 0; i < 2; i++) run(&Fd[i], &C[i], src, st, sb, K, NULL);
+                }
+            }
+            continue;
+        }
+        for (int d = 0; d < D; d++) {
+            FN(init_state)(P, q, &C[d], F->rows, l * D + d, F->state);
+            if (nt > 1) {
+                frn_sched_init(sched[0], nt);
+#pragma omp parallel num_threads(nt)
+                {
+                    FN(team) tm = {sched[0], omp_get_thread_num(), 0};
+                    run(&Fd[0], &C[d], src, st, sb, K, &tm);
+                }
+            } else {
+                run(&Fd[0], &C[d], src, st, sb, K, NULL);
+            }
+        }
+    }
+}
+
+/*
+ * Batches split in groups of rows, one group per thread, each run through every
+ * layer and step by its thread alone: no hand-over until the call ends, where
+ * splitting the hidden units hands every step over, with its h (half of it written
+ * on the other core). But each thread then reads all of W_hh every step, not its
+ * half. Medians over rounds of 2 threads, unit split against row groups
+ * (T=100, I=H), tagged by where the host had put the two cores (a line's round trip
+ * ~100 ns close, ~300 ns far; dispatch.h):
+ *   W_hh up to 512 KB -- batch 64: LSTM H=128 1.00x close, 1.25x far (12.0 -> 9.6
+ *   ms a call), GRU H=128 1.03x / 1.34x; batch 16: LSTM H=64 1.09x / 1.75x, GRU
+ *   H=128 1.12x / 1.52x; batch 8: LSTM H=64 1.30x / 2.19x, GRU H=128 1.09x /
+ *   1.57x; batch 4: LSTM H=64 1.18x / 1.55x, LSTM H=128 0.97x / 1.42x, GRU H=128
+ *   0.98x / 1.45x; batch 2: 1.04-1.30x / 1.33-1.50x. So from 2 rows on.
+ *   W_hh past L2 with room (LSTM H=256: 1 MB) -- batch 64: LSTM H=256 1.00x /
+ *   1.10x, GRU H=256 1.00x / 1.14x, GRU H=384 0.99x / 1.07x; but batch 16, LSTM
+ *   H=256 0.93x / 1.03x (W_hh from L3 for 8 rows a thread, against half of it in
+ *   L2 for 16). So from FRN_SPLIT_ROWS rows a group, up to FRN_SPLIT_MAX_WHH.
+ *   Larger: GRU H=512 (3 MB) 1.00x / 1.03x, LSTM H=512 0.99x / 1.00x at batch 64:
+ *   the units are split.
+ */
+#ifndef FRN_SPLIT_SMALL_WHH
+#define FRN_SPLIT_SMALL_WHH (512.0 * 1024)
+#endif
+#ifndef FRN_SPLIT_MAX_WHH
+#define FRN_SPLIT_MAX_WHH (2.0 * 1024 * 1024)
+#endif
+#ifndef FRN_SPLIT_ROWS
+#define FRN_SPLIT_ROWS 32
+#endif
+
+/* The steps of sorted row r */
+static inline double FN(row_len)(const FN(fwd) *F, int r)
+{
+    return F->q->lengths ? (double)F->q->lengths[F->perm[r]] : (double)F->q->T;
+}
+
+/* Groups of a batch split of B rows on n_threads threads, 1 for none (the units are
+   split, or the bidirectional layer's directions run apart). */
+static int FN(split_groups)(const frn_plan *P, int B, int n_threads, int apart, double call_fma)
+{
+    if (apart || n_threads < 2 || B < 2) return 1;
+    const int mode = frn_batch_split_mode();
+    if (mode == 0) return 1;
+    if (mode == 1) return B < n_threads ? B : n_threads; /* tests: any split at all */
+    const double whh = FN(whh_bytes)(P);
+    const int rows = whh <= FRN_SPLIT_SMALL_WHH ? 1 : FRN_SPLIT_ROWS;
+    if (whh > FRN_SPLIT_MAX_WHH || B < 2 * rows || call_fma < FRN_CALL_FMA) return 1;
+    return B / rows < n_threads ? B / rows : n_threads;
+}
+
 static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
 {
     const int T = q->T, B = q->B, L = P->d.num_layers, D = P->d.num_dirs;
     const int H = P->d.hidden_size, HO = P->h_out;
-    const int lstm = P->d.cell == FRN_LSTM;
     int status = FRN_OK;
     FN(fwd) F = {0};
+    FN(fwd) *G = NULL;
+    int *garr = NULL;
     F.p = P;
     F.q = q;
 
@@ -651,21 +865,8 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     }
     F.row0[0] = 0;
     for (int s = 0; s < T; s++) F.row0[s + 1] = F.row0[s] + F.nact[s];
+    F.rows = B;
 
-    /* chunks: about 1M values of XP and 256k of gathered inputs, at least a step */
-    int kmax = P->d.input_size > D * HO ? P->d.input_size : D * HO;
-    F.lda_a = ((ptrdiff_t)kmax + 15) & ~(ptrdiff_t)15;
-    /* Rows per chunk: few enough that the chunk's projections (read back by the
-       steps) stay in L2 -- 256k values -- but at least 256, so that reading W_ih
-       once per chunk stays small against the chunk's arithmetic (about 10/rows of
-       it here: L3 at ~30 GB/s against ~150 GFLOP/s). */
-    long cap = (1L << 18) / P->xw;
-    if (cap < 256) cap = 256;
-    long cap_a = (1L << 18) / F.lda_a;
-    if (cap_a < cap) cap = cap_a;
-    if (cap < B) cap = B;
-    if (cap > (long)T * B) cap = (long)T * B;
-    F.chunk_rows = (int)cap;
     /* threads: by the multiply-adds of a recurrent step. The two directions of a
        bidirectional layer are independent: on 2 threads or more they run side by
        side (apart), each on its own half of the threads, with no hand-over
@@ -681,135 +882,94 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     const double call_fma = (double)T * step_fma; /* a direction's */
     const int apart = D == 2 && n_threads > 1 && FN(whh_bytes)(P) <= FRN_APART_MAX_WHH &&
                       call_fma >= FRN_STEP_FMA;
-    const int nt = frn_useful_threads(step_fma, call_fma, apart ? n_threads / 2 : n_threads, 1);
-    /* Batch 1: chunks of FRN_AHEAD_ROWS steps (at least nkb of the widest input),
-       each projected while the previous one steps (run_dir_ahead). */
-    const int ahead = B == 1 && T > 1 && FN(ahead_fits)(P);
-    if (ahead) {
-        const int nkb = (kmax + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
-        F.chunk_rows = nkb > FRN_AHEAD_ROWS ? nkb : FRN_AHEAD_ROWS;
-    }
-    void (*run)(const FN(fwd) *, const FN(ctx) *, const FRN_T *, ptrdiff_t, ptrdiff_t, int,
-                FN(team) *) = ahead ? FN(run_dir_ahead) : FN(run_dir);
+    const int groups = FN(split_groups)(P, B, n_threads, apart, call_fma);
+    const int nt = groups > 1 ? 1
+                              : frn_useful_threads(step_fma, call_fma,
+                                                   apart ? n_threads / 2 : n_threads, 1);
 
-    /* workspace: the layers' outputs, then per direction run at once (2 when
-       apart) a scheduler, gathered inputs, projections and the state */
-    const size_t es = sizeof(FRN_T);
-    const size_t state = ((size_t)B * P->ldh * es + 63) & ~(size_t)63;
-    const size_t a_bytes = ((size_t)F.chunk_rows * F.lda_a * es + 63) & ~(size_t)63;
-    const size_t xp_bytes =
-        ((size_t)(ahead ? 2 : 1) * F.chunk_rows * P->xw * es + 63) & ~(size_t)63;
-    const size_t inner = L > 1 ? ((size_t)T * B * D * HO * es + 63) & ~(size_t)63 : 0;
-    const size_t sched_bytes = (sizeof(frn_sched) + 63) & ~(size_t)63;
-    const size_t per_dir = sched_bytes + a_bytes + xp_bytes + 5 * state;
-    const int nws = apart ? 2 : 1;
-    char *ws = frn_workspace((size_t)nws * per_dir + (L > 2 ? 2 : 1) * inner);
-    if (!ws) goto nomem;
-    if (L > 1) F.buf[0] = (FRN_T *)ws;
-    if (L > 2) F.buf[1] = (FRN_T *)(ws + inner);
-    ws += (L > 2 ? 2 : 1) * inner;
-    FN(fwd) Fd[2];
-    frn_sched *sched[2];
-    for (int i = 0; i < nws; i++, ws += per_dir) {
-        Fd[i] = F;
-        sched[i] = (frn_sched *)ws;
-        Fd[i].a = (FRN_T *)(ws + sched_bytes);
-        Fd[i].xp = (FRN_T *)(ws + sched_bytes + a_bytes);
-        FRN_T *st0 = (FRN_T *)(ws + sched_bytes + a_bytes + xp_bytes);
-        Fd[i].h0 = st0;
-        Fd[i].h1 = (FRN_T *)((char *)st0 + state);
-        Fd[i].c = (FRN_T *)((char *)st0 + 2 * state);
-        Fd[i].m = (FRN_T *)((char *)st0 + 3 * state);
-        Fd[i].z = (FRN_T *)((char *)st0 + 4 * state);
+    /* workspace: the inner layers' outputs, then the groups' buffers */
+    const size_t inner = L > 1 ? FRN_ALIGN64((size_t)T * B * D * HO * sizeof(FRN_T)) : 0;
+    const size_t inner_all = (L > 2 ? 2 : 1) * inner;
+    if (groups == 1) {
+        FN(group_plan)(&F);
+        const int nws = apart ? 2 : 1;
+        char *ws = frn_workspace(inner_all + (size_t)nws * F.per_dir);
+        if (!ws) goto nomem;
+        if (L > 1) F.buf[0] = (FRN_T *)ws;
+        if (L > 2) F.buf[1] = (FRN_T *)(ws + inner);
+        FN(fwd) Fd[2];
+        frn_sched *sched[2];
+        FN(group_place)(&F, ws + inner_all, nws, Fd, sched);
+        FN(run_group)(&F, Fd, sched, nt, apart);
+        goto done;
     }
 
-    for (int l = 0; l < L; l++) {
-        const FRN_T *src;
-        ptrdiff_t st, sb;
-        int K;
-        if (l == 0) {
-            src = (const FRN_T *)q->x;
-            st = q->x_st;
-            sb = q->x_sb;
-            K = P->d.input_size;
-        } else {
-            src = F.buf[(l - 1) & 1];
-            st = (ptrdiff_t)B * D * HO;
-            sb = (ptrdiff_t)D * HO;
-            K = D * HO;
-        }
-        FRN_T *dst;
-        ptrdiff_t dt, db;
-        if (l == L - 1) {
-            dst = (FRN_T *)q->out;
-            dt = q->out_st;
-            db = q->out_sb;
-        } else {
-            dst = F.buf[l & 1];
-            dt = (ptrdiff_t)B * D * HO;
-            db = (ptrdiff_t)D * HO;
-        }
-        FN(ctx) C[2];
-        for (int d = 0; d < D; d++) {
-            const int ld = l * D + d;
-            const FN(fwd) *Fi = &Fd[apart ? d : 0];
-            C[d] = (FN(ctx)){0};
-            C[d].p = P;
-            C[d].w = &P->w[ld];
-            C[d].T = T;
-            C[d].dir = d;
-            C[d].perm = F.perm;
-            C[d].len = q->lengths;
-            C[d].out = dst + d * HO;
-            C[d].out_st = dt;
-            C[d].out_sb = db;
-            C[d].hn = (FRN_T *)q->hn + (ptrdiff_t)ld * B * HO;
-            C[d].cn = lstm ? (FRN_T *)q->cn + (ptrdiff_t)ld * B * H : NULL;
-            C[d].h[0] = Fi->h0;
-            C[d].h[1] = Fi->h1;
-            C[d].c = Fi->c;
-            C[d].m = Fi->m;
-            C[d].z = Fi->z;
-            C[d].xp = Fi->xp;
-        }
-        if (apart) {
-            for (int i = 0; i < 2; i++) {
-                FN(init_state)(P, q, F.perm, &C[i], l * D + i, state);
-                frn_sched_init(sched[i], nt);
+    /* a batch split: group i takes sorted rows [r_i, r_i+1), about a 1/groups share
+       of the row-steps each (all rows when the lengths are equal) */
+    G = malloc(sizeof(FN(fwd)) * (size_t)groups);
+    garr = malloc(sizeof(int) * (2 * (size_t)T + 1) * (size_t)groups);
+    if (!G || !garr) goto nomem;
+    {
+        const double total = (double)F.row0[T];
+        size_t most = 0;
+        double cum = 0;
+        for (int i = 0, r1 = 0; i < groups; i++) {
+            const int r0 = r1;
+            const double goal = total * (i + 1) / groups;
+            /* a row at least, one left for each later group; the last takes the rest */
+            const int last = i == groups - 1 ? B : B - (groups - 1 - i);
+            do {
+                cum += FN(row_len)(&F, r1);
+                r1++;
+            } while (r1 < last && (i == groups - 1 || cum + 0.5 * FN(row_len)(&F, r1) <= goal));
+            FN(fwd) *g = &G[i];
+            *g = F;
+            g->perm = F.perm + r0;
+            g->rows = r1 - r0;
+            g->nact = garr + (2 * (size_t)T + 1) * i;
+            g->row0 = g->nact + T;
+            g->row0[0] = 0;
+            for (int s = 0; s < T; s++) {
+                const int n = F.nact[s] - r0;
+                g->nact[s] = n < 0 ? 0 : n > g->rows ? g->rows : n;
+                g->row0[s + 1] = g->row0[s] + g->nact[s];
             }
-#pragma omp parallel num_threads(2 * nt)
-            {
-                /* threads [0, nt) run direction 0, [nt, 2 nt) direction 1; given
-                   fewer threads, thread 0 runs both on its own */
-                const int tid = omp_get_thread_num();
-                if (omp_get_num_threads() == 2 * nt) {
-                    const int i = tid / nt;
-                    FN(team) tm = {sched[i], tid % nt, 0};
-                    run(&Fd[i], &C[i], src, st, sb, K, nt > 1 ? &tm : NULL);
-                } else if (tid == 0) {
-                    for (int i = 0; i < 2; i++) run(&Fd[i], &C[i], src, st, sb, K, NULL);
+            g->t_live = q->lengths ? (int)q->lengths[g->perm[0]] : T;
+            FN(group_plan)(g);
+            if (g->per_dir > most) most = g->per_dir;
+        }
+        /* the calling thread's workspace: the inner outputs and its groups */
+        char *ws = frn_workspace(inner_all + most);
+        if (!ws) goto nomem;
+        for (int i = 0; i < groups; i++) {
+            G[i].buf[0] = L > 1 ? (FRN_T *)ws : NULL;
+            G[i].buf[1] = L > 2 ? (FRN_T *)(ws + inner) : NULL;
+        }
+        int failed = 0;
+#pragma omp parallel num_threads(groups) reduction(| : failed)
+        {
+            /* given fewer threads, each takes every nth group in turn */
+            const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+            for (int i = tid; i < groups; i += nth) {
+                char *w = tid == 0 ? ws + inner_all : frn_workspace(G[i].per_dir);
+                if (!w) {
+                    failed = 1;
+                    continue;
                 }
-            }
-            continue;
-        }
-        for (int d = 0; d < D; d++) {
-            FN(init_state)(P, q, F.perm, &C[d], l * D + d, state);
-            if (nt > 1) {
-                frn_sched_init(sched[0], nt);
-#pragma omp parallel num_threads(nt)
-                {
-                    FN(team) tm = {sched[0], omp_get_thread_num(), 0};
-                    run(&Fd[0], &C[d], src, st, sb, K, &tm);
-                }
-            } else {
-                run(&Fd[0], &C[d], src, st, sb, K, NULL);
+                FN(fwd) Fd[2];
+                frn_sched *sched[2];
+                FN(group_place)(&G[i], w, 1, Fd, sched);
+                FN(run_group)(&G[i], Fd, sched, 1, 0);
             }
         }
+        if (failed) goto nomem;
     }
     goto done;
 nomem:
     status = FRN_ENOMEM;
 done:
+    free(G);
+    free(garr);
     free(F.perm);
     free(F.nact);
     return status;
