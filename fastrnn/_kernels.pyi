@@ -44,26 +44,18 @@ class Plan:
     ) -> Plan: ...
     @property
     def nbytes(self) -> int: ...
-    def forward(
-        self,
-        x: _Array,  # element (t, b, i) at t*x_st + b*x_sb + i
-        x_st: int,
-        x_sb: int,
-        T: int,
-        B: int,
-        lengths: Optional[_Array],  # int64 (B,), each in [1, T]
-        h0: Optional[_Array],  # (L*D, B, P)
-        c0: Optional[_Array],  # (L*D, B, H)
-        out: _Array,  # rows of D*P, strides out_st, out_sb
-        out_st: int,
-        out_sb: int,
-        hn: _Array,  # (L*D, B, P)
-        cn: Optional[_Array],  # (L*D, B, H), LSTM only
-        n_threads: int,
-    ) -> None: ...
     # x (T, B, I), (B, T, I) when batch_first, or (T, I), exactly as the engine reads
-    # it; returns (out, h_n, c_n | None), or None (nothing run) for any other x.
-    def run(self, x: Any, batch_first: bool) -> Optional[tuple[_Array, _Array, Optional[_Array]]]: ...
+    # it; h0 (L*D, B, P), c0 (L*D, B, H) (no B for 2-D x), lengths int64 (B,) each
+    # in [1, T], all as _validate leaves them. Returns (out, h_n, c_n | None), or
+    # None (nothing run) for any other x.
+    def run(
+        self,
+        x: Any,
+        batch_first: bool,
+        h0: Optional[_Array] = ...,
+        c0: Optional[_Array] = ...,
+        lengths: Optional[_Array] = ...,
+    ) -> Optional[tuple[_Array, _Array, Optional[_Array]]]: ...
 
 class Stream:
     """The carried state of a unidirectional network stepping B sequences."""

@@ -132,23 +132,19 @@ def _torch_to_numpy(value):
 def sequence(x, input_size: int, batch_first: bool, dt: np.dtype):
     """Validate the input sequence of a layer.
 
-    Returns (x, T, B, unbatched, x_st, x_sb): x C-contiguous of dtype dt, with
-    element (t, b, i) at t*x_st + b*x_sb + i.
+    Returns (x, T, B, unbatched): x C-contiguous of dtype dt.
     """
     x = float_array("x", x, dt)
     if x.ndim == 2:
         T, feat = x.shape
         B = 1
         unbatched = True
-        st, sb = feat, 0
     elif x.ndim == 3:
         unbatched = False
         if batch_first:
             B, T, feat = x.shape
-            st, sb = feat, T * feat
         else:
             T, B, feat = x.shape
-            st, sb = B * feat, feat
     else:
         layout = "(B, T, input_size)" if batch_first else "(T, B, input_size)"
         raise ValueError(
@@ -161,7 +157,7 @@ def sequence(x, input_size: int, batch_first: bool, dt: np.dtype):
         )
     if T < 1:
         raise ValueError(f"x has {T} time steps (shape {x.shape}); T must be >= 1")
-    return x, T, B, unbatched, st, sb
+    return x, T, B, unbatched
 
 
 def state(name: str, value, shape: tuple, dt: np.dtype, unbatched: bool) -> np.ndarray:

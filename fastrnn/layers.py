@@ -188,11 +188,12 @@ class _RNNBase:
     # -- the call -----------------------------------------------------------
 
     def _run(self, x, h0, c0, lengths):
+        plan = self._packed()
         if h0 is None and c0 is None and lengths is None:
-            done = self._packed().run(x, self.batch_first)  # None unless x is engine-ready
+            done = plan.run(x, self.batch_first)  # None unless x is engine-ready
             if done is not None:
                 return done
-        x, T, B, unbatched, x_st, x_sb = v.sequence(x, self.input_size, self.batch_first, self.dtype)
+        x, T, B, unbatched = v.sequence(x, self.input_size, self.batch_first, self.dtype)
         D, L, H, HO = self.num_directions, self.num_layers, self.hidden_size, self._h_out
         if h0 is not None:
             h0 = v.state("h0", h0, (D * L, B, HO), self.dtype, unbatched)
@@ -202,30 +203,12 @@ class _RNNBase:
             if unbatched and np.ndim(lengths) == 0:
                 lengths = [lengths]
             lengths = v.lengths(lengths, B, T)
-        lstm = self.mode == "LSTM"
-        if unbatched:
-            out_shape = (T, D * HO)
-            out_st, out_sb = D * HO, 0
-        elif self.batch_first:
-            out_shape = (B, T, D * HO)
-            out_st, out_sb = D * HO, T * D * HO
-        else:
-            out_shape = (T, B, D * HO)
-            out_st, out_sb = B * D * HO, D * HO
-        alloc = np.empty if lengths is None else np.zeros
-        out = alloc(out_shape, self.dtype)
-        hn = np.empty((D * L, B, HO), self.dtype)
-        cn = np.empty((D * L, B, H), self.dtype) if lstm else None
         if B > 0:
-            self._packed().forward(x, x_st, x_sb, T, B, lengths, h0, c0, out, out_st, out_sb,
-                                   hn, cn, _kernels.max_threads())
-        else:
-            hn = np.zeros((D * L, 0, HO), self.dtype)
-            cn = np.zeros((D * L, 0, H), self.dtype) if lstm else None
-        if unbatched:
-            hn = hn[:, 0]
-            cn = cn[:, 0] if lstm else None
-        return out, hn, cn
+            return plan.run(x, self.batch_first, h0, c0, lengths)
+        lstm = self.mode == "LSTM"
+        out_shape = (0, T, D * HO) if self.batch_first else (T, 0, D * HO)
+        return (np.zeros(out_shape, self.dtype), np.zeros((D * L, 0, HO), self.dtype),
+                np.zeros((D * L, 0, H), self.dtype) if lstm else None)
 
     def __repr__(self) -> str:
         args = [str(self.input_size), str(self.hidden_size)]

@@ -164,8 +164,11 @@ def assert_untouched_one(before, after, what):
 
 
 class PlanSpy:
-    """Stands in for a layer's `_kernels.Plan`: checks what `forward` receives
-    against what the engine will index, then runs the real plan."""
+    """Stands in for a layer's `_kernels.Plan`: checks what `run` receives against
+    what the engine will index (and what it hands back: outputs of the right size,
+    none aliasing an input), then runs the real plan. The layer's first try with
+    the caller's own x must be handed back (None) unless that x is exactly what the
+    engine reads."""
 
     def __init__(self, layer):
         self.layer = layer
@@ -182,15 +185,31 @@ class PlanSpy:
         assert not write or a.flags.writeable, f"{name}: not writeable"
         assert a.size >= count, f"{name}: {a.size} elements, the engine touches {count}"
 
-    def forward(self, x, x_st, x_sb, T, B, lengths, h0, c0, out, out_st, out_sb, hn, cn,
-                n_threads):
+    def _ready(self, x):
         lay = self.layer
+        return (type(x) is np.ndarray and x.dtype == lay.dtype and x.flags.c_contiguous
+                and x.flags.aligned and x.ndim in (2, 3) and x.shape[-1] == lay.input_size
+                and min(x.shape[:-1]) >= 1)
+
+    def run(self, x, batch_first, h0=None, c0=None, lengths=None):
+        lay = self.layer
+        if not self._ready(x):
+            assert h0 is None and c0 is None and lengths is None, "states with an unready x"
+            assert self.plan.run(x, batch_first) is None, "an unready x reached the engine"
+            return None
         dt = lay.dtype
         D, L, HH, HO = lay.num_directions, lay.num_layers, lay.hidden_size, h_out(lay)
-        assert T >= 1 and B >= 1 and n_threads >= 1
-        assert x_st >= 0 and x_sb >= 0 and out_st >= 0 and out_sb >= 0
+        if x.ndim == 2:
+            (T, _), B = x.shape, 1
+            x_st, x_sb, out_st, out_sb = lay.input_size, 0, D * HO, 0
+        elif batch_first:
+            B, T, _ = x.shape
+            x_st, x_sb, out_st, out_sb = lay.input_size, T * lay.input_size, D * HO, T * D * HO
+        else:
+            T, B, _ = x.shape
+            x_st, x_sb, out_st, out_sb = B * lay.input_size, lay.input_size, B * D * HO, D * HO
+        assert T >= 1 and B >= 1
         self._array("x", x, dt, (T - 1) * x_st + (B - 1) * x_sb + lay.input_size)
-        self._array("out", out, dt, (T - 1) * out_st + (B - 1) * out_sb + D * HO, True)
         if lengths is not None:
             self._array("lengths", lengths, np.dtype(np.int64), B)
             assert lengths.shape == (B,) and lengths.min() >= 1 and lengths.max() <= T
@@ -199,6 +218,9 @@ class PlanSpy:
         if c0 is not None:
             assert lay.mode == "LSTM"
             self._array("c0", c0, dt, D * L * B * HH)
+        self.calls += 1
+        out, hn, cn = self.plan.run(x, batch_first, h0, c0, lengths)
+        self._array("out", out, dt, (T - 1) * out_st + (B - 1) * out_sb + D * HO, True)
         self._array("hn", hn, dt, D * L * B * HO, True)
         if lay.mode == "LSTM":
             self._array("cn", cn, dt, D * L * B * HH, True)
@@ -208,9 +230,7 @@ class PlanSpy:
         for o in (out, hn) + ((cn,) if cn is not None else ()):
             for i in (x, h0, c0, lengths):
                 assert i is None or not np.shares_memory(o, i), "an output aliases an input"
-        self.calls += 1
-        return self.plan.forward(x, x_st, x_sb, T, B, lengths, h0, c0, out, out_st, out_sb,
-                                 hn, cn, n_threads)
+        return out, hn, cn
 
 
 @pytest.fixture
