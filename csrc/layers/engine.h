@@ -915,13 +915,17 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
         double cum = 0;
         for (int i = 0, r1 = 0; i < groups; i++) {
             const int r0 = r1;
-            const double goal = total * (i + 1) / groups;
-            /* a row at least, one left for each later group; the last takes the rest */
-            const int last = i == groups - 1 ? B : B - (groups - 1 - i);
-            do {
-                cum += FN(row_len)(&F, r1);
-                r1++;
-            } while (r1 < last && (i == groups - 1 || cum + 0.5 * FN(row_len)(&F, r1) <= goal));
+            if (i == groups - 1) {
+                r1 = B; /* the last group takes the rest */
+            } else {
+                /* rows while they bring the group nearer its share: a row at least,
+                   and one left for each later group */
+                const double goal = total * (i + 1) / groups;
+                const int last = B - (groups - 1 - i);
+                do
+                    cum += FN(row_len)(&F, r1++);
+                while (r1 < last && cum + 0.5 * FN(row_len)(&F, r1) <= goal);
+            }
             FN(fwd) *g = &G[i];
             *g = F;
             g->perm = F.perm + r0;
