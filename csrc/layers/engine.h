@@ -883,14 +883,13 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     const int apart = D == 2 && n_threads > 1 && FN(whh_bytes)(P) <= FRN_APART_MAX_WHH &&
                       call_fma >= FRN_STEP_FMA;
     const int groups = FN(split_groups)(P, B, n_threads, apart, call_fma);
-    const int nt = groups > 1 ? 1
-                              : frn_useful_threads(step_fma, call_fma,
-                                                   apart ? n_threads / 2 : n_threads, 1);
 
     /* workspace: the inner layers' outputs, then the groups' buffers */
     const size_t inner = L > 1 ? FRN_ALIGN64((size_t)T * B * D * HO * sizeof(FRN_T)) : 0;
     const size_t inner_all = (L > 2 ? 2 : 1) * inner;
     if (groups == 1) {
+        const int nt =
+            frn_useful_threads(step_fma, call_fma, apart ? n_threads / 2 : n_threads, 1);
         FN(group_plan)(&F);
         const int nws = apart ? 2 : 1;
         char *ws = frn_workspace(inner_all + (size_t)nws * F.per_dir);
