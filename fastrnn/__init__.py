@@ -35,7 +35,7 @@ from .models import (  # noqa: E402
     save_model,
 )
 
-_config._apply_env_isa()
+_config._apply_env_isa_or_exit()
 
 __all__ = [
     "RNN",

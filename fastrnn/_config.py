@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 import os
+import sys
 
 from . import _kernels
 
@@ -36,6 +37,23 @@ def _apply_env_isa() -> None:
             f"available here: {', '.join(available)}"
         )
     _kernels._set_isa(ISA_NAMES.index(name))
+
+
+def _apply_env_isa_or_exit() -> None:
+    """_apply_env_isa; its error is a ValueError at import (SPEC §5), except when
+    the import is the `fastrnn` command starting (the console script, or python -m
+    fastrnn): the command's errors are one line on stderr, without a traceback
+    (SPEC §6), and it exits with status 2 as for a bad argument."""
+    try:
+        _apply_env_isa()
+    except ValueError as exc:
+        argv = getattr(sys, "orig_argv", [])
+        command = (os.path.basename(sys.argv[0]) in ("fastrnn", "fastrnn.exe")
+                   or argv[1:3] == ["-m", "fastrnn"])
+        if not command:
+            raise
+        sys.stderr.write(f"fastrnn: error: {exc}\n")
+        raise SystemExit(2) from None
 
 
 def current_isa() -> str:

@@ -44,8 +44,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
+        parser.error("a command is required: bench, info, run or generate (fastrnn --help "
+                     "lists them)")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

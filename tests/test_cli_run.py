@@ -163,3 +163,16 @@ def test_add_parser():
                               "--batch-first"])
     assert args.func is _cli_run.main and args.batch_first is True
     assert args.lengths is None and args.state_out is None
+
+
+def test_no_command_is_one_line(capsys):
+    """`fastrnn` alone is a bad argument (SPEC §6): one line naming the commands,
+    exit status 2 (it once printed the whole help)."""
+    from fastrnn import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main([])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("fastrnn: error: a command is required: bench, info, run or generate")

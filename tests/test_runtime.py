@@ -626,9 +626,15 @@ def test_fastrnn_isa_unknown_fails_at_import(value):
 
 
 def test_fastrnn_isa_unknown_fails_for_the_command():
+    """For the command the import error is its one-line error (SPEC §6): no
+    traceback, exit status 2 as for a bad argument (it once printed the import's
+    traceback)."""
     proc = run_python(["-m", "fastrnn", "info"], env={"FASTRNN_ISA": "bogus"})
     _assert_clear_import_error(proc, "FASTRNN_ISA", "generic, avx2, avx512")
-    assert proc.stdout == ""
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "fastrnn: error: FASTRNN_ISA='bogus' is not an instruction set fastrnn knows; use one "
+        "of generic, avx2, avx512"]
 
 
 def test_fastrnn_isa_above_the_cpu_fails_at_import():
