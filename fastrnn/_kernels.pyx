@@ -265,6 +265,7 @@ cdef class Stream:
     cdef cnp.npy_intp out_dims[2]
     cdef cnp.npy_intp in_size
     cdef int typenum
+    cdef bint busy  # a step is running (set and tested under the GIL)
 
     def __cinit__(self, Plan plan, int batch, int input_size, int h_out, bint double):
         cdef int rc
@@ -318,20 +319,37 @@ cdef class Stream:
         cdef const void *px = cnp.PyArray_DATA(<cnp.ndarray>x)
         cdef void *po = cnp.PyArray_DATA(<cnp.ndarray>out)
         cdef int rc
+        self._idle()
+        self.busy = True
         with nogil:
             rc = frn_stream_step(self.ptr, px, po, n_threads)
+        self.busy = False
         if rc != FRN_OK:
             _check(rc)
         return out
 
+    cdef int _idle(self) except -1:
+        """One call at a time: a second Python thread stepping the same stream while
+        a step runs without the GIL would publish steps to the same helper threads
+        (the two spun forever), and its state would change under a reader."""
+        if self.busy:
+            raise RuntimeError(
+                "this stream is being stepped in another thread: a stream carries one "
+                "sequence's state, so step it from one thread at a time (or make a stream "
+                "per thread)")
+        return 0
+
     def get_state(self, h, c):
+        self._idle()
         frn_stream_state(self.ptr, _ptr(h), _ptr(c), 0)
 
     def set_state(self, h, c):
+        self._idle()
         frn_stream_state(self.ptr, _ptr(h), _ptr(c), 1)
 
     def reorder(self, idx):
         """Row b of the state becomes row idx[b]; idx int32 (B,), each in [0, B)."""
+        self._idle()
         frn_stream_reorder(self.ptr, <const int32_t *>_ptr(idx))
 
 

@@ -4,6 +4,7 @@ gives; a refused call must not advance it."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -712,3 +713,46 @@ def test_helpers_woken_after_sleeping_keep_the_process_affinity():
         except (ProcessLookupError, PermissionError):
             continue
         assert got == want, f"thread {tid} kept affinity {sorted(got)}, not {sorted(want)}"
+
+
+def test_one_stream_stepped_from_two_python_threads_refuses_not_hangs():
+    """Two Python threads stepping one stream at once (its steps on helper threads:
+    LSTM H=256, 2 threads) once published steps to the same helpers from both callers,
+    which then spun forever (4 runs in 6). A stream carries one sequence, so the
+    second caller is refused with a RuntimeError while a step runs, and every step
+    that ran is a whole step: the state is that of the accepted steps alone, in
+    order. In a subprocess: a hang fails the test, not the suite."""
+    code = """
+import json, threading, numpy as np, fastrnn
+fastrnn.set_num_threads(2)
+layer = fastrnn.LSTM(256, 256, seed=3)
+s = layer.stream()
+x = np.random.default_rng(0).standard_normal((2, 256)).astype(np.float32)
+done, refused, lock = [], [0], threading.Lock()
+def work(k):
+    fastrnn.set_num_threads(2)
+    for _ in range(300):
+        try:
+            s.step(x[k])
+        except RuntimeError as e:
+            assert "being stepped in another thread" in str(e), e
+            with lock:
+                refused[0] += 1
+            continue
+        with lock:
+            done.append(k)
+ts = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+one = layer.stream()
+fastrnn.set_num_threads(1)
+for k in done:
+    one.step(x[k])
+print(json.dumps([len(done), refused[0],
+                  [bool(np.array_equal(a, b)) for a, b in zip(s.state, one.state)]]))
+"""
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    n_done, n_refused, same = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert n_done + n_refused == 600 and n_done >= 300
+    assert same == [True, True]
