@@ -250,3 +250,47 @@ def lengths(value, B: int, T: int) -> np.ndarray | None:
     if np.all(arr == T):
         return None
     return arr
+
+
+class Fixed:
+    """Attributes set once, when the object is built: the sizes and kinds that its
+    weights, its packed copy in the engine and its buffers were made for.
+
+    A subclass names them in ``_fixed``. Assigning or deleting one later raises
+    AttributeError: the engine was built for the old value, and running it with
+    the new one would read or write past its arrays (SPEC §4). ``_checked`` maps
+    an attribute that may change to the check its new value goes through.
+
+    Copies and pickles (copy, deepcopy, pickle) take the weights but not the
+    engine's packed copy of them (the attributes named in ``_engine``), which the
+    copy packs again on its first call; a shallow copy gets its own weights dict,
+    so loading weights into one leaves the other as it was.
+    """
+
+    _fixed: frozenset = frozenset()
+    _checked: dict = {}
+    _engine: tuple = ()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for name in self._engine:
+            state[name] = None
+        if "_params" in state:
+            state["_params"] = dict(state["_params"])
+        return state
+
+    def __setattr__(self, name, value):
+        if name in self._fixed and name in self.__dict__:
+            raise AttributeError(self._fixed_message(name))
+        check = self._checked.get(name)
+        object.__setattr__(self, name, value if check is None else check(name, value))
+
+    def __delattr__(self, name):
+        if name in self._fixed:
+            raise AttributeError(self._fixed_message(name))
+        object.__delattr__(self, name)
+
+    def _fixed_message(self, name) -> str:
+        cls = type(self).__name__
+        return (f"{cls}.{name} cannot be changed: it is fixed when the {cls} is built (its "
+                f"weights and engine are made for it); build a new {cls} instead")

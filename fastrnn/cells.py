@@ -15,8 +15,9 @@ from .layers import GRU, LSTM, RNN, _is_torch_module, _module_dtype
 __all__ = ["RNNCell", "LSTMCell", "GRUCell"]
 
 
-class _CellBase:
+class _CellBase(v.Fixed):
     _layer_cls = None
+    _fixed = frozenset({"input_size", "hidden_size", "bias", "dtype", "nonlinearity", "_layer"})
 
     def _init(self, layer):
         self._layer = layer

@@ -32,10 +32,15 @@ def _module_dtype(module) -> str:
     return "float32"
 
 
-class _RNNBase:
+class _RNNBase(v.Fixed):
     """What RNN, LSTM and GRU share: hyperparameters, weights, the call."""
 
     mode: str
+    _fixed = frozenset({"mode", "input_size", "hidden_size", "num_layers", "bias",
+                        "bidirectional", "proj_size", "peephole", "linear_before_reset",
+                        "dtype", "nonlinearity"})
+    _checked = {"batch_first": v.flag}  # the call reads it; nothing is built for it
+    _engine = ("_plan",)
 
     def __init__(self, mode, input_size, hidden_size, num_layers, *, bias, batch_first,
                  bidirectional, proj_size=0, peephole=False, linear_before_reset=True,
@@ -241,6 +246,8 @@ class RNN(_RNNBase):
 
     Call ``out, h_n = rnn(x, h0=None, *, lengths=None)`` with x (T, B, I),
     (B, T, I) when batch_first, or (T, I); out (T, B, D*H), h_n (D*num_layers, B, H).
+    The sizes, dtype and kind are fixed once built (AttributeError on assignment);
+    batch_first may change.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", bias=True,

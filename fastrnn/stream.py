@@ -35,7 +35,7 @@ class Stream:
     time; otherwise call the layer on the sequence.
     """
 
-    __slots__ = ("_layer", "_plan", "_c", "batch_size", "_dtype", "_in", "_out_shape",
+    __slots__ = ("_layer", "_plan", "_c", "_batch", "_dtype", "_in", "_out_shape",
                  "_out_shape1", "_lstm")
 
     def __init__(self, layer, batch_size: int = 1, state=None):
@@ -47,7 +47,7 @@ class Stream:
             )
         self._layer = layer
         # the engine counts rows in a C int
-        self.batch_size = v.integer("batch_size", batch_size, minimum=1, maximum=2**31 - 1)
+        self._batch = v.integer("batch_size", batch_size, minimum=1, maximum=2**31 - 1)
         self._dtype = layer.dtype
         self._in = layer.input_size
         self._out_shape = (self.batch_size, layer._h_out)
@@ -57,6 +57,18 @@ class Stream:
         self._c = self._new_c(self._plan)
         if state is not None:
             self.state = state
+
+    @property
+    def batch_size(self) -> int:
+        """The rows stepped at once, fixed when the stream is made (its state and the
+        engine's buffers are sized by it): for another, make another stream."""
+        return self._batch
+
+    @batch_size.setter
+    def batch_size(self, value):
+        raise AttributeError("Stream.batch_size cannot be changed: the stream's state and "
+                             "buffers are sized by it; make another stream with "
+                             "layer.stream(batch_size=...)")
 
     # -- state ------------------------------------------------------------
 
@@ -159,6 +171,11 @@ class Stream:
         if out.shape != shape:
             raise ValueError(f"out has shape {out.shape}; expected {shape}")
         raise ValueError("out must be a writeable C-contiguous array")
+
+    def __reduce__(self):
+        raise TypeError("a Stream cannot be copied or pickled (its state lives in the "
+                        "engine); make another with layer.stream(batch_size, "
+                        "state=stream.state)")
 
     def __repr__(self) -> str:
         return f"Stream({self._layer!r}, batch_size={self.batch_size})"

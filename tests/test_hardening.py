@@ -943,3 +943,167 @@ def test_gemm_hook_refuses_bad_arguments(change, exc, match):
     a, b_t, bias = (rng.standard_normal(s).astype(np.float32) for s in ((3, 4), (5, 4), (5,)))
     _kernels.gemm_test(_isa(), a, b_t, None, c, 1)
     np.testing.assert_allclose(c, a @ b_t.T, rtol=1e-5, atol=1e-5)
+
+
+# ---- what a module is built for stays as built --------------------------------
+
+def _fixed_cases():
+    """(id, make, attribute, a new value, call) for every size, kind and dtype the
+    weights, the packed engine or buffers are made for."""
+    x3 = np.ones((2, 1, 3), np.float32)
+    layer_call = lambda m: m(x3)  # noqa: E731
+    cases = []
+    for name, make in (("RNN", lambda: fastrnn.RNN(3, 4, 2, seed=0)),
+                       ("GRU", lambda: fastrnn.GRU(3, 4, 2, seed=0)),
+                       ("LSTM", lambda: fastrnn.LSTM(3, 4, 2, proj_size=2, seed=0))):
+        for attr, value in (("input_size", 100), ("hidden_size", 4096), ("num_layers", 1),
+                            ("num_layers", 8), ("proj_size", 3), ("peephole", True),
+                            ("bias", False), ("bidirectional", True),
+                            ("linear_before_reset", False), ("dtype", np.dtype(np.float64)),
+                            ("mode", "LSTM")):
+            cases.append((f"{name}.{attr}={value}", make, attr, value, layer_call))
+    cases.append(("RNN.nonlinearity", lambda: fastrnn.RNN(3, 4, seed=0), "nonlinearity", "relu",
+                  layer_call))
+    x1 = np.ones((2, 3), np.float32)
+    for name in ("RNNCell", "GRUCell", "LSTMCell"):
+        make = (lambda n: lambda: getattr(fastrnn, n)(3, 4, seed=0))(name)
+        for attr, value in (("input_size", 100), ("hidden_size", 400), ("bias", False),
+                            ("dtype", np.dtype(np.float64))):
+            cases.append((f"{name}.{attr}", make, attr, value, lambda m: m(x1)))
+    lin_x = np.ones((5, 64), np.float32)
+    for attr, value in (("in_features", 4000), ("out_features", 1), ("has_bias", False),
+                        ("dtype", np.dtype(np.float64))):
+        cases.append((f"Linear.{attr}", lambda: fastrnn.Linear(64, 4096, seed=0), attr, value,
+                      lambda m: m(lin_x)))
+    ids = np.array([[1, 2]])
+    for attr, value in (("num_embeddings", 10**6), ("embedding_dim", 9), ("padding_idx", 3)):
+        cases.append((f"Embedding.{attr}", lambda: fastrnn.Embedding(10, 3, seed=0), attr, value,
+                      lambda m: m(ids)))
+    cases.append(("LayerNorm.normalized_shape", lambda: fastrnn.LayerNorm(4),
+                  "normalized_shape", (2, 2), lambda m: m(np.ones((3, 4)))))
+    cases.append(("AttentionPool.features", lambda: fastrnn.AttentionPool(4, seed=0), "features", 40,
+                  lambda m: m(np.ones((2, 5, 4), np.float32))))
+    return cases
+
+
+FIXED = _fixed_cases()
+
+
+@pytest.mark.parametrize("make, attr, value, call", [c[1:] for c in FIXED],
+                         ids=[c[0] for c in FIXED])
+def test_sizes_and_kinds_are_fixed_once_built(make, attr, value, call):
+    """Assigning (or deleting) what the weights and the packed engine were made for
+    is an AttributeError, before and after the first call, and the module still
+    computes what it did. Such assignments once ran the engine built for the old
+    sizes with the new ones: LSTM proj_size or hidden_size, GRU input_size, a
+    stream's batch_size, Linear out_features crashed the process; dtype read float32
+    weights as float64."""
+    def outputs(m):
+        r = call(m)
+        r = r if isinstance(r, tuple) else (r,)
+        return [a for part in r for a in (part if isinstance(part, tuple) else (part,))
+                if a is not None]
+
+    used, fresh = make(), make()
+    before = outputs(used)
+    for m in (used, fresh):  # after its first call and before it
+        with pytest.raises(AttributeError, match=f"{type(m).__name__}.{attr} cannot be "
+                                                 "changed: it is fixed when"):
+            setattr(m, attr, value)
+        with pytest.raises(AttributeError, match=f"{attr} cannot be changed"):
+            delattr(m, attr)
+        for a, b in zip(before, outputs(m), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_whole_models_keep_their_parts():
+    """A Seq2Seq's or LanguageModel's parts were checked against each other when it was
+    built (sizes, dtypes); swapping one later could hand the decoder a Linear of
+    another size, so the parts are fixed as the sizes are."""
+    enc = fastrnn.Sequential(fastrnn.Embedding(10, 4), fastrnn.GRU(4, 6, batch_first=True))
+    dec = fastrnn.Sequential(fastrnn.Embedding(10, 4), fastrnn.GRU(4, 6, batch_first=True),
+                             fastrnn.Linear(6, 10))
+    s2s = fastrnn.Seq2Seq(enc, dec)
+    for attr in ("encoder", "decoder", "out", "dec_rnn", "enc_embedding", "attention", "dtype"):
+        with pytest.raises(AttributeError, match=f"Seq2Seq.{attr} cannot be changed"):
+            setattr(s2s, attr, fastrnn.Linear(6, 100000))
+    with pytest.raises(AttributeError, match="Linear.out_features cannot be changed"):
+        s2s.out.out_features = 100000
+    lm = fastrnn.LanguageModel(fastrnn.Sequential(fastrnn.Embedding(10, 4),
+                                                  fastrnn.LSTM(4, 6, batch_first=True),
+                                                  fastrnn.Linear(6, 10)))
+    for attr in ("model", "embedding", "rnn", "out"):
+        with pytest.raises(AttributeError, match=f"LanguageModel.{attr} cannot be changed"):
+            setattr(lm, attr, fastrnn.Linear(6, 100000))
+    tokens, _ = s2s.generate(np.array([[1, 2, 3]]), bos=1, eos=0, max_len=3)
+    assert tokens.shape[0] == 1 and 1 <= tokens.shape[1] <= 3
+
+
+def test_what_may_change_is_checked():
+    """batch_first changes nothing that is built, as in torch: it may be assigned,
+    through the constructor's check; attributes of parameterless modules
+    (Dropout.p, Softmax.dim, Pool's mode) stay plain."""
+    layer = fastrnn.GRU(3, 4, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    out, _ = layer(x)
+    layer.batch_first = True
+    np.testing.assert_array_equal(layer(x.transpose(1, 0, 2))[0], out.transpose(1, 0, 2))
+    layer.batch_first = np.bool_(False)
+    assert layer.batch_first is False
+    with pytest.raises(TypeError, match="batch_first must be True or False, got str"):
+        layer.batch_first = "yes"
+    fastrnn.Dropout(0.1).p = 0.2
+    fastrnn.Softmax(dim=-1).dim = 0
+
+
+def test_stream_batch_size_is_fixed():
+    """stream.batch_size = n once made the state buffers of n rows for a stream of
+    another batch: a segfault reading the state."""
+    s = fastrnn.GRU(4, 64).stream(batch_size=256)
+    with pytest.raises(AttributeError, match="Stream.batch_size cannot be changed"):
+        s.batch_size = 1
+    assert s.state.shape == (1, 256, 64)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: fastrnn.LSTM(3, 4, 2, proj_size=2, seed=0),
+    lambda: fastrnn.GRU(3, 4, bidirectional=True, seed=0),
+    lambda: fastrnn.LSTMCell(3, 4, seed=0),
+    lambda: fastrnn.Linear(3, 4, seed=0),
+    lambda: fastrnn.Sequential(fastrnn.Linear(3, 3, seed=1), fastrnn.GRU(3, 4, seed=2)),
+], ids=["LSTM", "GRU", "LSTMCell", "Linear", "Sequential"])
+def test_copies_and_pickles_of_used_modules(make):
+    """copy, deepcopy and pickle work after a module's first call (they once failed
+    on the packed engine it keeps: "no default __reduce__"), give the same results,
+    and a shallow copy of a layer has its own weights: loading into it leaves the
+    original as it was (they once shared the dict, and the original kept computing with its
+    old packed weights while state_dict showed the new ones). A shallow copy of a
+    cell or a Sequential shares its parts, as torch's does, and stays consistent."""
+    import copy
+    import pickle
+
+    x = np.random.default_rng(0).standard_normal((4, 2, 3)).astype(np.float32)
+    if isinstance(make(), fastrnn.LSTMCell):
+        x = x[0]
+    m = make()
+    ref = m(x)
+    first = lambda r: r[0] if isinstance(r, tuple) else r  # noqa: E731
+    for twin in (copy.copy(m), copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        np.testing.assert_array_equal(first(twin(x)), first(ref))
+    twin = copy.copy(m)
+    twin.load_state_dict({k: np.zeros_like(a) for k, a in m.state_dict().items()})
+    for a in (m, twin):  # each computes with the weights its state_dict shows
+        fresh = make()
+        fresh.load_state_dict(a.state_dict())
+        np.testing.assert_array_equal(first(a(x)), first(fresh(x)))
+
+
+def test_weight_views_cannot_be_made_writeable():
+    """Linear/Embedding/LayerNorm/AttentionPool expose their weights as read-only views;
+    one could be made writeable again (flags.writeable = True) and written, which
+    changed state_dict() but not the packed weights the engine ran."""
+    mods = [fastrnn.Linear(3, 4), fastrnn.Embedding(5, 3), fastrnn.LayerNorm(3)]
+    for arr in [m.weight for m in mods] + [mods[0].bias, mods[2].bias]:
+        assert not arr.flags.writeable
+        with pytest.raises(ValueError, match="cannot set WRITEABLE flag"):
+            arr.flags.writeable = True

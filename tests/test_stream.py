@@ -756,3 +756,19 @@ print(json.dumps([len(done), refused[0],
     n_done, n_refused, same = json.loads(proc.stdout.strip().splitlines()[-1])
     assert n_done + n_refused == 600 and n_done >= 300
     assert same == [True, True]
+
+
+def test_streams_cannot_be_copied_or_pickled():
+    """A stream's state lives in the engine; copying one once failed with a message
+    about Cython internals. The error says what to do instead, and that works."""
+    import copy
+    import pickle
+
+    layer = fastrnn.GRU(3, 4, seed=0)
+    s = layer.stream()
+    s.step(np.ones(3, np.float32))
+    for how in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match=r"cannot be copied or pickled.*layer.stream"):
+            how(s)
+    twin = layer.stream(1, state=s.state)
+    np.testing.assert_array_equal(twin.step(np.ones(3)), s.step(np.ones(3)))

@@ -124,15 +124,17 @@ def load_into(module, state_dict, strict) -> None:
             leaf._changed()
 
 
-class Module:
+class Module(v.Fixed):
     """Base of fastrnn's whole-model modules (not of the recurrent layers).
 
     A module keeps its own parameters in ``_params`` (torch's names, the module
     dtype) and may have children (``_children()``), whose parameters appear in
-    ``state_dict`` under ``child_name.parameter`` as in torch.
+    ``state_dict`` under ``child_name.parameter`` as in torch. Its sizes, dtype
+    and parts are fixed once built (``_fixed``, see fastrnn._validate.Fixed).
     """
 
     dtype: np.dtype | None = None
+    _fixed = frozenset({"dtype"})
 
     def __init__(self):
         self._params: dict[str, np.ndarray] = {}

@@ -26,11 +26,13 @@ def _check_torch(cls, module, names=None):
 
 
 def _readonly(a):
+    """A view of a parameter that cannot be made writeable (its base is a read-only
+    buffer): writes would change state_dict() but not the packed copy the engine
+    runs."""
     if a is None:
         return None
-    view = a.view()
-    view.flags.writeable = False
-    return view
+    return np.frombuffer(memoryview(np.ascontiguousarray(a)).toreadonly(),
+                         a.dtype).reshape(a.shape)
 
 
 class Embedding(Module):
@@ -50,6 +52,8 @@ class Embedding(Module):
     (TypeError otherwise) in [0, num_embeddings) (ValueError naming the first bad
     id and where it is).
     """
+
+    _fixed = frozenset({"dtype", "num_embeddings", "embedding_dim", "padding_idx"})
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, *, dtype="float32",
                  seed=None):
@@ -119,6 +123,9 @@ class Linear(Module):
 
     state_dict: ``weight`` (out_features, in_features), ``bias`` (out_features,).
     """
+
+    _fixed = frozenset({"dtype", "in_features", "out_features", "has_bias"})
+    _engine = ("_packed",)
 
     def __init__(self, in_features, out_features, bias=True, *, dtype="float32", seed=None):
         super().__init__()
@@ -192,6 +199,8 @@ class LayerNorm(Module):
     shape normalized_shape; ones and zeros at first). Computed in float64, returned
     in the module dtype -- or, without elementwise_affine (no weights, so nothing
     fixes a dtype), in the input's dtype when it is float32 or float64."""
+
+    _fixed = frozenset({"dtype", "normalized_shape", "eps", "elementwise_affine", "has_bias"})
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, *,
                  dtype="float32"):

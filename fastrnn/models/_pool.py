@@ -153,6 +153,8 @@ class AttentionPool(Module):
 
     takes_lengths = True
 
+    _fixed = frozenset({"dtype", "features", "has_bias"})
+
     def __init__(self, features, bias=True, *, batch_first=None, dtype="float32", seed=None):
         super().__init__()
         self.features = v.integer("features", features, minimum=1)

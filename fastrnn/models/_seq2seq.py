@@ -35,6 +35,9 @@ class Attention(Module):
     (B, T, S) or (B, S). Scores and softmax run in float64.
     """
 
+    _fixed = frozenset({"dtype", "kind", "query_size", "key_size", "attn_size", "has_bias",
+                        "Wa", "Ua", "Va"})
+
     def __init__(self, kind, query_size=None, key_size=None, attn_size=None, *, bias=True,
                  dtype="float32", seed=None):
         super().__init__()
@@ -297,6 +300,9 @@ class Seq2Seq(Module):
     for a teacher-forced pass (B, T, V); :meth:`generate` decodes.
     """
 
+    _fixed = frozenset({"dtype", "encoder", "decoder", "enc_embedding", "enc_rnn",
+                        "dec_embedding", "dec_rnn", "attention", "out"})
+
     def __init__(self, encoder, decoder):
         super().__init__()
         enc = _members(encoder, "encoder", "Embedding, LSTM | GRU")
@@ -502,6 +508,8 @@ class LanguageModel(Module):
     :meth:`generate` continues a prompt greedily, by beam search, or by sampling
     with a temperature. state_dict names are the Sequential's ("0.weight", ...).
     """
+
+    _fixed = frozenset({"dtype", "model", "embedding", "rnn", "out"})
 
     def __init__(self, model):
         super().__init__()
