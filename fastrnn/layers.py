@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, _weights
 from . import _validate as v
 
 __all__ = ["RNN", "LSTM", "GRU"]
@@ -70,7 +70,7 @@ class _RNNBase(v.Fixed):
         rng = np.random.default_rng(v.seed(seed))
         k = 1.0 / math.sqrt(self.hidden_size)
         self._params = {
-            name: rng.uniform(-k, k, size=shape).astype(self.dtype)
+            name: _weights.new(shape, self.dtype, lambda s: rng.uniform(-k, k, size=s))
             for name, shape in self._param_shapes().items()
         }
         self._plan = None

@@ -33,6 +33,7 @@ import os
 import pickle
 import pickletools
 import random
+import re
 import struct
 import subprocess
 import sys
@@ -755,3 +756,106 @@ def test_load_model_directly_on_crafted_files(tmp_path):
         except Exception as e:  # noqa: BLE001 -- the point: what else comes out
             failures.append(f"{path.name}: {type(e).__name__}")
     assert not failures, failures
+
+
+# --------------------------------------------------------------------------------------
+# Whole-model descriptions declaring sizes the file's arrays do not back
+# --------------------------------------------------------------------------------------
+
+
+def _model_file(path, model, arrays=None):
+    """A file in save_model's format: the description `model` and these arrays."""
+    desc = {"format": "fastrnn-model", "version": 1, "model": model, "meta": {}}
+    entries = dict(arrays or {})
+    entries["__fastrnn_model__"] = np.frombuffer(json.dumps(desc).encode(), np.uint8)
+    np.savez(path, **entries)
+    return path
+
+
+def _peak_bytes(fn):
+    """(exception raised by fn(), peak bytes traced while it ran)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 -- returned for the caller to check
+        return exc, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return None, None
+
+
+@pytest.mark.parametrize("model, arrays, match", [
+    # 440 bytes declaring an LSTM of 4.6 GB (the audit's case), no weights
+    ({"class": "LSTM", "config": {"input_size": 20000, "hidden_size": 5000, "num_layers": 1}},
+     {}, "at least 2 weight arrays"),
+    # the same sizes (smaller, so a regression cannot exhaust memory) past the
+    # count check: two arrays of the wrong shape
+    ({"class": "LSTM", "config": {"input_size": 2000, "hidden_size": 1000, "num_layers": 1}},
+     {"weight_ih_l0": np.zeros(1, np.float32), "weight_hh_l0": np.zeros(1, np.float32)},
+     r"weight_ih_l0: shape \(1,\) in the state_dict, \(4000, 2000\)"),
+    ({"class": "Sequential", "modules": [
+        {"class": "Embedding", "config": {"num_embeddings": 4 * 10**6, "embedding_dim": 4,
+                                          "padding_idx": 0}},
+        {"class": "LayerNorm", "config": {"normalized_shape": [10**7]}},
+        {"class": "AttentionPool", "config": {"features": 10**7}},
+        {"class": "Attention", "config": {"kind": "additive", "query_size": 3000,
+                                          "key_size": 3000, "attn_size": 3000}},
+        {"class": "Linear", "config": {"in_features": 3000, "out_features": 3000}}]},
+     {}, "missing keys: 0.weight, 1.weight, 1.bias, 2.weight"),
+    # 10**7 layers would be 4 * 10**7 parameter shapes: refused before building
+    ({"class": "LSTM", "config": {"input_size": 2, "hidden_size": 2, "num_layers": 10**7}},
+     {"x": np.zeros(1)}, "at least 20000000 weight arrays .* holds 1"),
+], ids=["lstm-no-arrays", "lstm-wrong-arrays", "every-module", "num-layers"])
+def test_model_description_sizes_allocate_nothing(tmp_path, model, arrays, match):
+    """Rebuilding a model from its description allocates no weights before the
+    file's arrays are checked: a tiny file declaring huge sizes is a ModelFileError,
+    fast, without the memory the sizes declare."""
+    path = _model_file(tmp_path / "m.npz", model, arrays)
+    for load in (fastrnn.load, fastrnn.load_model):
+        exc, peak = _peak_bytes(lambda: load(path))  # noqa: B023 (called at once)
+        assert isinstance(exc, fastrnn.ModelFileError), exc
+        assert re.search(match, str(exc)), str(exc)
+        assert peak < 4 << 20, f"{peak} bytes at peak"
+
+
+def test_model_files_load_real_weights_only(tmp_path, monkeypatch):
+    """A save_model round trip gives every module its own writable arrays (no
+    placeholder survives the load); a load that left one would be an error; and
+    constructors in other threads are not affected while a model is rebuilt."""
+    import threading
+
+    from fastrnn import _weights
+
+    enc = fastrnn.Sequential(fastrnn.Embedding(7, 4, padding_idx=2, seed=0),
+                             fastrnn.GRU(4, 3, batch_first=True, bidirectional=True, seed=1))
+    dec = fastrnn.Sequential(fastrnn.Embedding(7, 4, seed=2),
+                             fastrnn.GRU(4, 6, batch_first=True, seed=3),
+                             fastrnn.Attention("additive", 6, 6, 5, seed=4),
+                             fastrnn.Linear(12, 7, seed=5))
+    models = [fastrnn.Seq2Seq(enc, dec),
+              fastrnn.Sequential(fastrnn.Embedding(5, 3, seed=6), fastrnn.LSTM(3, 4, 2, seed=7),
+                                 fastrnn.LayerNorm(4), fastrnn.AttentionPool(4, seed=8))]
+    for i, model in enumerate(models):
+        path = tmp_path / f"m{i}.npz"
+        fastrnn.save_model(model, path)
+        back = fastrnn.load_model(path)
+        sd, want = back.state_dict(), model.state_dict()
+        assert sd.keys() == want.keys()
+        assert all(np.array_equal(sd[k], want[k]) and sd[k].dtype == want[k].dtype for k in sd)
+        from fastrnn.models._base import _leaves
+
+        for _, leaf, _ in _leaves(back):
+            for name, a in leaf._params.items():
+                assert a.flags.writeable and a.flags.owndata and 0 not in a.strides, name
+    monkeypatch.setattr(fastrnn.Sequential, "load_state_dict", lambda self, sd: None)
+    with pytest.raises(fastrnn.ModelFileError, match="placeholder.*survived"):
+        fastrnn.load_model(tmp_path / "m1.npz")
+    made = []
+    with _weights.placeholders():
+        t = threading.Thread(target=lambda: made.append(fastrnn.Linear(3, 2)))
+        t.start()
+        t.join()
+        assert fastrnn.Linear(3, 2)._params["weight"].strides == (0, 0)  # this thread's
+    assert made[0]._params["weight"].flags.owndata

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .. import _kernels
+from .. import _kernels, _weights
 from .. import _validate as v
 from ._base import Module, describe, ids, input_dtype, is_torch, torch_dtype
 
@@ -66,10 +66,14 @@ class Embedding(Module):
             padding_idx = padding_idx + n if padding_idx < 0 else padding_idx
         self.padding_idx = padding_idx
         rng = self._init_dtype(dtype, seed)
-        w = rng.standard_normal((n, self.embedding_dim)).astype(self.dtype)
-        if padding_idx is not None:
-            w[padding_idx] = 0
-        self._params = {"weight": w}
+
+        def init(shape):
+            w = rng.standard_normal(shape)
+            if padding_idx is not None:
+                w[padding_idx] = 0
+            return w
+
+        self._params = {"weight": _weights.new((n, self.embedding_dim), self.dtype, init)}
 
     @property
     def weight(self) -> np.ndarray:
@@ -135,9 +139,10 @@ class Linear(Module):
         rng = self._init_dtype(dtype, seed)
         k = 1.0 / math.sqrt(self.in_features)
         shape = (self.out_features, self.in_features)
-        self._params = {"weight": rng.uniform(-k, k, size=shape).astype(self.dtype)}
+        self._params = {"weight": _weights.new(shape, self.dtype, lambda s: rng.uniform(-k, k, s))}
         if self.has_bias:
-            self._params["bias"] = rng.uniform(-k, k, size=self.out_features).astype(self.dtype)
+            self._params["bias"] = _weights.new((self.out_features,), self.dtype,
+                                                lambda s: rng.uniform(-k, k, s))
         self._packed = None
 
     @property
@@ -224,9 +229,9 @@ class LayerNorm(Module):
         self.has_bias = v.flag("bias", bias) and self.elementwise_affine
         self._init_dtype(dtype, None)
         if self.elementwise_affine:
-            self._params["weight"] = np.ones(shape, self.dtype)
+            self._params["weight"] = _weights.new(shape, self.dtype, np.ones)
             if self.has_bias:
-                self._params["bias"] = np.zeros(shape, self.dtype)
+                self._params["bias"] = _weights.new(shape, self.dtype, np.zeros)
 
     @property
     def weight(self):

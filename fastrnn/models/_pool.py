@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _weights
 from .. import _validate as v
 from ._base import Module, input_dtype, is_torch, torch_dtype
 
@@ -162,9 +163,10 @@ class AttentionPool(Module):
         self.batch_first = None if batch_first is None else v.flag("batch_first", batch_first)
         rng = self._init_dtype(dtype, seed)
         k = 1.0 / np.sqrt(self.features)
-        self._params = {"weight": rng.uniform(-k, k, self.features).astype(self.dtype)}
+        self._params = {"weight": _weights.new((self.features,), self.dtype,
+                                               lambda s: rng.uniform(-k, k, s))}
         if self.has_bias:
-            self._params["bias"] = rng.uniform(-k, k, 1).astype(self.dtype)
+            self._params["bias"] = _weights.new((1,), self.dtype, lambda s: rng.uniform(-k, k, s))
 
     def __call__(self, out, lengths=None, batch_first=None) -> np.ndarray:
         bf = v.flag("batch_first", _pick(batch_first, self.batch_first))

@@ -7,11 +7,12 @@ import os
 
 import numpy as np
 
+from .. import _weights
 from ..cells import GRUCell, LSTMCell, RNNCell
 from ..errors import ModelFileError
 from ..io._arrays import atomic_write
 from ..layers import GRU, LSTM, RNN
-from ._base import Module, is_torch
+from ._base import Module, _leaves, is_torch
 from ._basic import Dropout, Embedding, LayerNorm, Linear, ReLU, Sigmoid, Softmax, Tanh
 from ._pool import AttentionPool, Pool
 
@@ -262,6 +263,24 @@ def _build(desc, source):
     raise ModelFileError(f"{source}: unknown module class {cls!r}")
 
 
+def _least_arrays(desc) -> int:
+    """A lower bound on the weight arrays a module description declares, worked out
+    without building anything (0 for what does not parse: _build says why)."""
+    if not isinstance(desc, dict):
+        return 0
+    cls = desc.get("class")
+    if cls == "Sequential":
+        mods = desc.get("modules")
+        return sum(_least_arrays(d) for d in mods) if isinstance(mods, list) else 0
+    if cls in ("Seq2Seq", "LanguageModel"):
+        return sum(_least_arrays(desc.get(k)) for k in ("encoder", "decoder", "model"))
+    cfg = desc.get("config")
+    n = cfg.get("num_layers") if isinstance(cfg, dict) else None
+    if cls in ("RNN", "LSTM", "GRU") and type(n) is int and n > 0:
+        return 2 * n  # weight_ih and weight_hh per layer at least
+    return 0
+
+
 def save_model(model, path, *, meta=None) -> None:
     """Write a whole model (Sequential, Seq2Seq, LanguageModel, or any single
     fastrnn module) to ``.npz``: its state_dict under torch's names plus, as the
@@ -333,11 +352,18 @@ def _read_model(path):
     if not isinstance(version, int) or version > MODEL_VERSION or version < 1:
         raise ModelFileError(f"{source}: model format version {version!r}; this fastrnn reads "
                              f"version {MODEL_VERSION}")
-    model = _build(desc.get("model"), source)
+    need = _least_arrays(desc.get("model"))
+    if need > len(arrays):
+        raise ModelFileError(f"{source}: the model description declares at least {need} weight "
+                             f"arrays (2 per recurrent layer) but the file holds {len(arrays)}")
+    with _weights.placeholders() as made:  # sizes come from the file's arrays, checked below
+        model = _build(desc.get("model"), source)
     try:
         model.load_state_dict(arrays)
     except (ValueError, TypeError) as exc:
         raise ModelFileError(f"{source}: {exc}") from None
+    _weights.check_replaced(made, (a for _, leaf, _ in _leaves(model)
+                                   for a in leaf._params.values()))
     meta = desc.get("meta") or {}
     try:
         model.meta = meta
