@@ -403,6 +403,30 @@ def test_stack_rules(tmp_path):
         read(save(relu_only, tmp_path / "relu_only.onnx"))
 
 
+@pytest.mark.parametrize("how", ["initializer", "Constant"])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_constant_sequence_lens_is_refused(tmp_path, kind, how):
+    """A constant sequence_lens would be ignored (fastrnn layers take lengths at call
+    time), giving other numbers than ONNX Runtime's: refused by name."""
+    model = build(kind, attrs={"linear_before_reset": 1} if kind == "GRU" else None)
+    lens = numpy_helper.from_array(np.ones(B, np.int32), "lens")
+    if how == "initializer":
+        model.graph.initializer.append(lens)
+    else:
+        model.graph.node.insert(0, helper.make_node("Constant", [], ["lens"], value=lens))
+    model.graph.node[-1].input[4] = "lens"
+    x = np.random.default_rng(1).standard_normal((T, B, 3)).astype(np.float32)
+    y = ort_run(model, x)[0]  # steps past each length are zeros in ONNX Runtime
+    assert np.all(y[1:] == 0) and np.any(y[0] != 0)
+    path = save(model, tmp_path / "lens.onnx")
+    match = (f"{kind} node 'my_{kind.lower()}''s sequence_lens is a constant; a fastrnn "
+             r"layer takes sequence lengths at call time \(lengths=\)")
+    with pytest.raises(ModelFileError, match=match):
+        read(path)
+    with pytest.raises(ModelFileError, match="sequence_lens"):
+        need_layers().load(path)
+
+
 def test_zero_constant_initial_state_is_fine(tmp_path):
     spec = read(save(build("LSTM", h0=np.zeros((1, B, 4))), tmp_path / "z.onnx"))
     assert spec.class_name == "LSTM"

@@ -274,7 +274,7 @@ def _read_node(g, node, k):
         g.fail(f"{label} has linear_before_reset={lbr}; allowed: 0 or 1")
 
     inputs = list(node.input) + [""] * (8 - len(node.input))
-    x_name, w_name, r_name, b_name, _seq, h0_name = inputs[:6]
+    x_name, w_name, r_name, b_name, seq_name, h0_name = inputs[:6]
     c0_name, p_name = (inputs[6], inputs[7]) if kind == "LSTM" else ("", "")
 
     def const(name, what, required):
@@ -316,6 +316,12 @@ def _read_node(g, node, k):
 
     for what, name in (("initial_h", h0_name), ("initial_c", c0_name)):
         _check_initial_state(g, label, what, name)
+    if seq_name and g.value(seq_name) is not _RUNTIME:
+        g.fail(
+            f"{label}'s sequence_lens is a constant; a fastrnn layer takes sequence "
+            "lengths at call time (lengths=), so fastrnn cannot load it; allowed: a "
+            "graph input or no sequence_lens"
+        )
 
     order = _TORCH_FROM_ONNX[kind]
 
