@@ -71,6 +71,25 @@ def test_embedding_init_and_errors():
         e.weight[0, 0] = 1.0
 
 
+def test_embedding_ids_as_python_ints_in_an_object_array():
+    """Python ints numpy keeps as objects are ids like any (they used to raise a bare
+    StopIteration); one beyond int64 is out of range; other objects are refused."""
+    e = fastrnn.Embedding(10, 3, seed=0)
+    for ids in ([1, 2], [[3], [9]], 4):
+        want = e(np.array(ids, np.int64))
+        got = e(np.array(ids, dtype=object))
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    with pytest.raises(ValueError, match=r"ids\[1\] is 10; token ids must be in \[0, 10\)"):
+        e(np.array([1, 10], dtype=object))
+    with pytest.raises(ValueError, match=r"ids\[\(1, 0\)\] is 1180591620717411303424; token"):
+        e(np.array([[1], [2**70]], dtype=object))
+    with pytest.raises(ValueError, match=r"ids\[0\] is -9223372036854775809"):
+        e([-2**63 - 1, 1])
+    for mixed in ([1, "a"], [1, 2.0], [1, True], [1, None], [1, np.int64(2)]):
+        with pytest.raises(TypeError, match="ids must hold integer token ids, got object"):
+            e(np.array(mixed, dtype=object))
+
+
 # -- Linear -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)

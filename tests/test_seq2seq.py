@@ -605,6 +605,24 @@ def test_language_model_beam_sampling_save(tmp_path):
         lm.generate([1, 9], max_len=3)
 
 
+def test_generate_takes_python_int_ids_in_object_arrays():
+    """src and prompt as object arrays of Python ints decode as int64 ids do (they
+    used to raise a bare StopIteration)."""
+    m = TorchSeq2Seq("gru", "dot", seed=3).to_fastrnn()
+    src, lengths = _data(3, 5, seed=4)
+    want = m.generate(src, max_len=4, bos=BOS, eos=EOS, lengths=lengths)
+    got = m.generate(src.astype(object), max_len=4, bos=BOS, eos=EOS, lengths=lengths)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    with pytest.raises(ValueError, match=r"src\[\(0, 1\)\] is 1180591620717411303424"):
+        m.generate([[1, 2**70]], max_len=4, bos=BOS, eos=EOS)
+    lm = fastrnn.LanguageModel.from_torch(TorchLM("lstm", seed=1).net)
+    want = lm.generate([[1, 2, 3]], max_len=5)
+    got = lm.generate(np.array([[1, 2, 3]], dtype=object), max_len=5)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    with pytest.raises(TypeError, match="prompt must hold integer token ids"):
+        lm.generate(np.array([1, "a"], dtype=object), max_len=5)
+
+
 @pytest.mark.parametrize("variant", ["proj", "peephole", "gru_lbr_false", "three_layers"])
 def test_greedy_agrees_with_teacher_forcing_for_every_layer_variant(variant):
     """For layer variants torch has no twin for (or that the torch model above does

@@ -60,12 +60,16 @@ def ids(name: str, value, n: int) -> np.ndarray:
         arr = arr.astype(np.int64)  # np.asarray([]) is float64
     if arr.dtype.kind == "O" and arr.size and all(
             isinstance(i, int) and not isinstance(i, bool) for i in arr.flat):
-        # Python ints beyond int64 (numpy keeps them as objects): out of any range
-        first = next(i for i, x in enumerate(arr.flat) if not -2**63 <= x < 2**63)
-        where = np.unravel_index(first, arr.shape)
-        index = where[0] if len(where) == 1 else tuple(int(i) for i in where)
-        raise ValueError(f"{name}[{index}] is {arr[where]}; token ids must be in [0, {n}) "
-                         f"(num_embeddings={n})")
+        # Python ints (numpy keeps them as objects if one is beyond int64, or when
+        # asked): those beyond int64 are out of any range, the others are ids
+        first = next((i for i, x in enumerate(arr.flat) if not -2**63 <= x < 2**63), None)
+        if first is None:
+            arr = arr.astype(np.int64)
+        else:
+            where = np.unravel_index(first, arr.shape)
+            index = where[0] if len(where) == 1 else tuple(int(i) for i in where)
+            raise ValueError(f"{name}[{index}] is {arr[where]}; token ids must be in [0, {n}) "
+                             f"(num_embeddings={n})")
     if arr.dtype.kind not in "iu":
         what = {"b": "bool", "f": "float", "c": "complex", "O": "object", "U": "string",
                 "S": "bytes"}.get(arr.dtype.kind, str(arr.dtype))
