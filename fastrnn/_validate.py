@@ -95,6 +95,14 @@ def float_array(name: str, value, dt: np.dtype) -> np.ndarray:
         else:
             raise TypeError(f"{name} must be a numeric array, got {_describe(value)}")
     kind = arr.dtype.kind
+    if kind == "O" and arr.size and all(type(x) in (int, float) for x in arr.flat):
+        # numbers numpy keeps as objects: a Python int beyond 64 bits among them
+        big = next((i for i, x in enumerate(arr.flat) if type(x) is int and not
+                    -2**63 <= x < 2**64), None)
+        if big is not None:
+            where = ", ".join(str(int(i)) for i in np.unravel_index(big, arr.shape))
+            raise ValueError(f"{name}[{where}] is {arr.flat[big]}, an integer too large to "
+                             "convert; integers must fit in 64 bits")
     if kind not in "fiu":
         what = {
             "b": "bool",

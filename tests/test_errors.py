@@ -194,6 +194,27 @@ def test_non_numeric_input_is_a_type_error(cls, name, x, what):
         layer(x)
 
 
+@pytest.mark.parametrize("cls", LAYERS, ids=ids(LAYERS))
+def test_an_integer_beyond_64_bits_is_named(cls):
+    """A Python int numpy cannot convert (it keeps the list as objects) is a
+    ValueError naming where it is, not a complaint about object values."""
+    layer = make(cls)
+    x = np.zeros((T, B, I)).tolist()
+    x[1][0][2] = 2**70
+    with pytest.raises(ValueError, match=r"^x\[1, 0, 2\] is 1180591620717411303424, an integer "
+                                         "too large to convert; integers must fit in 64 bits"):
+        layer(x)
+    x[1][0][2] = -(2**64)
+    x[0][0][0] = 0.5
+    with pytest.raises(ValueError, match=r"^x\[1, 0, 2\] is -18446744073709551616, an integer"):
+        layer(x)
+    with pytest.raises(ValueError, match=r"^x\[1\] is 1180591620717411303424, an integer"):
+        fastrnn.GRUCell(2, H)([1, 2**70])
+    x[0][0][0] = True  # not only numbers: refused as objects, as before
+    with pytest.raises(TypeError, match="object values"):
+        layer(x)
+
+
 @pytest.mark.parametrize("name,x,what", NON_NUMERIC[:9], ids=[n[0] for n in NON_NUMERIC[:9]])
 @pytest.mark.parametrize("cls", CELLS, ids=ids(CELLS))
 def test_non_numeric_cell_input_is_a_type_error(cls, name, x, what):
