@@ -54,7 +54,7 @@ class _CellBase(v.Fixed):
 
         save(self, path)
 
-    def _step(self, x, h, c):
+    def _step(self, x, h, c, hname="h"):
         x = v.float_array("x", x, self.dtype)
         if x.ndim not in (1, 2):
             raise ValueError(
@@ -68,7 +68,7 @@ class _CellBase(v.Fixed):
             )
         B = 1 if unbatched else x.shape[0]
         hshape = (self.hidden_size,) if unbatched else (B, self.hidden_size)
-        h0 = None if h is None else _state("h", h, hshape, self.dtype)
+        h0 = None if h is None else _state(hname, h, hshape, self.dtype)
         c0 = None if c is None else _state("c", c, hshape, self.dtype)
         xs = x.reshape((1, 1, self.input_size) if unbatched else (1, B, self.input_size))
         if B == 0:
@@ -110,7 +110,7 @@ def _state(name, value, shape, dt):
 
 
 class RNNCell(_CellBase):
-    """h' = act(W_ih x + b_ih + W_hh h + b_hh); call ``h' = cell(x, h=None)``."""
+    """h' = act(W_ih x + b_ih + W_hh h + b_hh); call ``h' = cell(x, hx=None)``."""
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
                  dtype="float32", seed=None):
@@ -118,22 +118,22 @@ class RNNCell(_CellBase):
         self._init(RNN(input_size, hidden_size, 1, nonlinearity=nonlinearity, bias=bias,
                        dtype=dtype, seed=seed))
 
-    def __call__(self, x, h=None):
-        if isinstance(h, tuple):
-            raise TypeError("h of an RNNCell is one array (B, hidden_size), got a tuple")
-        return self._step(x, h, None)[0]
+    def __call__(self, x, hx=None):
+        if isinstance(hx, tuple):
+            raise TypeError("hx of an RNNCell is one array (B, hidden_size), got a tuple")
+        return self._step(x, hx, None, "hx")[0]
 
 
 class GRUCell(_CellBase):
-    """PyTorch's GRU cell (gate order r, z, n); call ``h' = cell(x, h=None)``."""
+    """PyTorch's GRU cell (gate order r, z, n); call ``h' = cell(x, hx=None)``."""
 
     def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", seed=None):
         self._init(GRU(input_size, hidden_size, 1, bias=bias, dtype=dtype, seed=seed))
 
-    def __call__(self, x, h=None):
-        if isinstance(h, tuple):
-            raise TypeError("h of a GRUCell is one array (B, hidden_size), got a tuple")
-        return self._step(x, h, None)[0]
+    def __call__(self, x, hx=None):
+        if isinstance(hx, tuple):
+            raise TypeError("hx of a GRUCell is one array (B, hidden_size), got a tuple")
+        return self._step(x, hx, None, "hx")[0]
 
 
 class LSTMCell(_CellBase):

@@ -32,6 +32,17 @@ def _module_dtype(module) -> str:
     return "float32"
 
 
+def _dropout(value) -> float:
+    """torch's dropout argument: a probability, accepted so that torch code ports
+    unchanged; it acts only in training, so inference never applies it."""
+    number = (int, float, np.integer, np.floating)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, number):
+        raise TypeError(f"dropout must be a number in [0, 1], got {v._describe(value)}")
+    if not 0 <= value <= 1:
+        raise ValueError(f"dropout is {value}; it must be a probability in [0, 1]")
+    return float(value)
+
+
 class _RNNBase(v.Fixed):
     """What RNN, LSTM and GRU share: hyperparameters, weights, the call."""
 
@@ -39,13 +50,15 @@ class _RNNBase(v.Fixed):
     _fixed = frozenset({"mode", "input_size", "hidden_size", "num_layers", "bias",
                         "bidirectional", "proj_size", "peephole", "linear_before_reset",
                         "dtype", "nonlinearity"})
-    _checked = {"batch_first": v.flag}  # the call reads it; nothing is built for it
+    # the call reads batch_first and nothing reads dropout: they may change
+    _checked = {"batch_first": v.flag, "dropout": lambda name, value: _dropout(value)}
     _engine = ("_plan",)
 
     def __init__(self, mode, input_size, hidden_size, num_layers, *, bias, batch_first,
-                 bidirectional, proj_size=0, peephole=False, linear_before_reset=True,
-                 dtype="float32", seed=None):
+                 bidirectional, dropout=0.0, proj_size=0, peephole=False,
+                 linear_before_reset=True, dtype="float32", seed=None):
         self.mode = mode
+        self.dropout = _dropout(dropout)
         self.input_size = v.integer("input_size", input_size, minimum=1)
         self.hidden_size = v.integer("hidden_size", hidden_size, minimum=1)
         self.num_layers = v.integer("num_layers", num_layers, minimum=1)
@@ -136,6 +149,7 @@ class _RNNBase(v.Fixed):
             bias=bool(module.bias),
             batch_first=bool(module.batch_first),
             bidirectional=bool(module.bidirectional),
+            dropout=float(module.dropout),
             dtype=_module_dtype(module),
         )
         if name == "RNN":
@@ -228,7 +242,17 @@ class _RNNBase(v.Fixed):
         return f"{type(self).__name__}({', '.join(args)})"
 
     def _repr_defaults(self):
-        return [("bias", True), ("batch_first", False), ("bidirectional", False)]
+        return [("bias", True), ("batch_first", False), ("dropout", 0.0),
+                ("bidirectional", False)]
+
+
+def _h0_or_hx(h0, hx):
+    """The initial state given as h0 (SPEC) or hx (torch's keyword), not both."""
+    if hx is None:
+        return h0
+    if h0 is not None:
+        raise TypeError("give the initial state once: h0 or hx (torch's name for it), not both")
+    return hx
 
 
 class RNN(_RNNBase):
@@ -240,24 +264,29 @@ class RNN(_RNNBase):
     num_layers : int, default 1
     nonlinearity : {"tanh", "relu"}
     bias, batch_first, bidirectional : bool
+    dropout : float, default 0
+        Accepted as torch takes it (so torch code ports unchanged); dropout acts
+        only in training, so fastrnn never applies it.
     dtype : {"float32", "float64"}
     seed : int, optional
         Seed of the PyTorch-style random initial weights.
 
-    Call ``out, h_n = rnn(x, h0=None, *, lengths=None)`` with x (T, B, I),
-    (B, T, I) when batch_first, or (T, I); out (T, B, D*H), h_n (D*num_layers, B, H).
-    The sizes, dtype and kind are fixed once built (AttributeError on assignment);
-    batch_first may change.
+    Call ``out, h_n = rnn(x, h0=None, *, lengths=None)`` (h0 may also be given as
+    torch's keyword ``hx``) with x (T, B, I), (B, T, I) when batch_first, or
+    (T, I); out (T, B, D*H), h_n (D*num_layers, B, H). The sizes, dtype and kind
+    are fixed once built (AttributeError on assignment); batch_first may change.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", bias=True,
-                 batch_first=False, bidirectional=False, dtype="float32", seed=None):
+                 batch_first=False, dropout=0.0, bidirectional=False, dtype="float32",
+                 seed=None):
         self.nonlinearity = v.choice("nonlinearity", nonlinearity, ("tanh", "relu"))
         super().__init__("RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU", input_size,
                          hidden_size, num_layers, bias=bias, batch_first=batch_first,
-                         bidirectional=bidirectional, dtype=dtype, seed=seed)
+                         bidirectional=bidirectional, dropout=dropout, dtype=dtype, seed=seed)
 
-    def __call__(self, x, h0=None, *, lengths=None):
+    def __call__(self, x, h0=None, *, lengths=None, hx=None):
+        h0 = _h0_or_hx(h0, hx)
         if isinstance(h0, tuple):
             raise TypeError("h0 of an RNN is one array (D*num_layers, B, hidden_size), got a tuple")
         out, hn, _ = self._run(x, h0, None, lengths)
@@ -273,16 +302,19 @@ class GRU(_RNNBase):
     ``linear_before_reset=True`` (default) is PyTorch's / cuDNN's form,
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); False is the original form,
     n = tanh(W_in x + b_in + W_hn (r * h) + b_hn) (ONNX's default).
-    Call ``out, h_n = gru(x, h0=None, *, lengths=None)``; shapes as for RNN.
+    Call ``out, h_n = gru(x, h0=None, *, lengths=None)`` (or ``hx=``); shapes and
+    arguments as for RNN.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 bidirectional=False, linear_before_reset=True, dtype="float32", seed=None):
+                 dropout=0.0, bidirectional=False, linear_before_reset=True, dtype="float32",
+                 seed=None):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias=bias,
-                         batch_first=batch_first, bidirectional=bidirectional,
+                         batch_first=batch_first, bidirectional=bidirectional, dropout=dropout,
                          linear_before_reset=linear_before_reset, dtype=dtype, seed=seed)
 
-    def __call__(self, x, h0=None, *, lengths=None):
+    def __call__(self, x, h0=None, *, lengths=None, hx=None):
+        h0 = _h0_or_hx(h0, hx)
         if isinstance(h0, tuple):
             raise TypeError("h0 of a GRU is one array (D*num_layers, B, hidden_size), got a tuple")
         out, hn, _ = self._run(x, h0, None, lengths)
@@ -302,9 +334,10 @@ class LSTM(_RNNBase):
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 bidirectional=False, proj_size=0, peephole=False, dtype="float32", seed=None):
+                 dropout=0.0, bidirectional=False, proj_size=0, peephole=False,
+                 dtype="float32", seed=None):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias=bias,
-                         batch_first=batch_first, bidirectional=bidirectional,
+                         batch_first=batch_first, bidirectional=bidirectional, dropout=dropout,
                          proj_size=proj_size, peephole=peephole, dtype=dtype, seed=seed)
 
     def __call__(self, x, hx=None, *, lengths=None):

@@ -366,20 +366,38 @@ def test_bad_h_rnn_gru(kind):
     name, kw = KINDS[kind]
     cell = getattr(fastrnn, name)(5, 7, **kw)
     x = np.zeros((3, 5))
-    with pytest.raises(ValueError, match=r"h has shape \(2, 7\); expected \(3, 7\)"):
+    with pytest.raises(ValueError, match=r"hx has shape \(2, 7\); expected \(3, 7\)"):
         cell(x, np.zeros((2, 7)))
-    with pytest.raises(ValueError, match=r"h has shape \(3, 8\); expected \(3, 7\)"):
+    with pytest.raises(ValueError, match=r"hx has shape \(3, 8\); expected \(3, 7\)"):
         cell(x, np.zeros((3, 8)))
-    with pytest.raises(ValueError, match=r"h has shape \(1, 7\); expected \(7,\)"):
+    with pytest.raises(ValueError, match=r"hx has shape \(1, 7\); expected \(7,\)"):
         cell(x[0], np.zeros((1, 7)))  # unbatched x takes an unbatched h
-    with pytest.raises(ValueError, match=r"h has shape \(1, 3, 7\)"):
+    with pytest.raises(ValueError, match=r"hx has shape \(1, 3, 7\)"):
         cell(x, np.zeros((1, 3, 7)))  # a layer's h0 is not a cell's h
-    with pytest.raises(TypeError, match=f"h of an? {name} is one array.*tuple"):
+    with pytest.raises(TypeError, match=f"hx of an? {name} is one array.*tuple"):
         cell(x, (np.zeros((3, 7)),))
-    with pytest.raises(TypeError, match="h must hold real numbers.*string"):
+    with pytest.raises(TypeError, match="hx must hold real numbers.*string"):
         cell(x, np.full((3, 7), "a"))
-    with pytest.raises(TypeError, match="h must hold real numbers.*complex"):
+    with pytest.raises(TypeError, match="hx must hold real numbers.*complex"):
         cell(x, np.zeros((3, 7), complex))
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "gru", "lstm"])
+def test_cells_take_torchs_hx_keyword(kind):
+    """torch's cells name the state hx (all three): cell(x, hx=...) is the positional call."""
+    name, kw = KINDS[kind]
+    cell = getattr(fastrnn, name)(5, 7, seed=1, **kw)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    h = rng.standard_normal((3, 7)).astype(np.float32)
+    hx = (h, h + 1) if kind == "lstm" else h
+    by_keyword, positional = cell(x, hx=hx), cell(x, hx)
+    if kind != "lstm":
+        by_keyword, positional = (by_keyword,), (positional,)
+    for a, b in zip(by_keyword, positional, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'h'"):
+        cell(x, h=h)
 
 
 def test_bad_hx_lstm():

@@ -284,13 +284,13 @@ def test_bad_lstm_states(proj_size):
 def test_cell_state_structure():
     x = np.zeros((B, I))
     h = np.zeros((B, H))
-    with pytest.raises(TypeError, match="h of an RNNCell is one array"):
+    with pytest.raises(TypeError, match="hx of an RNNCell is one array"):
         fastrnn.RNNCell(I, H)(x, (h, h))
-    with pytest.raises(TypeError, match="h of a GRUCell is one array"):
+    with pytest.raises(TypeError, match="hx of a GRUCell is one array"):
         fastrnn.GRUCell(I, H)(x, (h, h))
     with pytest.raises(TypeError, match=r"hx of an LSTMCell must be a tuple \(h, c\)"):
         fastrnn.LSTMCell(I, H)(x, h)
-    with pytest.raises(ValueError, match=r"h has shape \(2, 5\); expected \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"hx has shape \(2, 5\); expected \(2, 4\)"):
         fastrnn.GRUCell(I, H)(x, np.zeros((B, H + 1)))
 
 

@@ -1040,8 +1040,8 @@ def test_whole_models_keep_their_parts():
 
 
 def test_what_may_change_is_checked():
-    """batch_first changes nothing that is built, as in torch: it may be assigned,
-    through the constructor's check; attributes of parameterless modules
+    """batch_first and dropout change nothing that is built, as in torch: they may be
+    assigned, through the constructor's checks; attributes of parameterless modules
     (Dropout.p, Softmax.dim, Pool's mode) stay plain."""
     layer = fastrnn.GRU(3, 4, seed=0)
     x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
@@ -1052,6 +1052,10 @@ def test_what_may_change_is_checked():
     assert layer.batch_first is False
     with pytest.raises(TypeError, match="batch_first must be True or False, got str"):
         layer.batch_first = "yes"
+    layer.dropout = 0.5
+    with pytest.raises(ValueError, match="dropout is 1.5; it must be a probability"):
+        layer.dropout = 1.5
+    np.testing.assert_array_equal(layer(x)[0], out)  # dropout acts only in training
     fastrnn.Dropout(0.1).p = 0.2
     fastrnn.Softmax(dim=-1).dim = 0
 
@@ -1107,3 +1111,32 @@ def test_weight_views_cannot_be_made_writeable():
         assert not arr.flags.writeable
         with pytest.raises(ValueError, match="cannot set WRITEABLE flag"):
             arr.flags.writeable = True
+
+
+@pytest.mark.parametrize("cls", ["RNN", "GRU"])
+def test_layers_take_torchs_hx_keyword(cls):
+    """torch names the initial state hx; h0 (SPEC) and hx= are the same argument,
+    and giving both is a TypeError."""
+    layer = getattr(fastrnn, cls)(3, 4, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    h = np.full((1, 2, 4), 0.5, np.float32)
+    for a, b in zip(layer(x, hx=h), layer(x, h)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="give the initial state once: h0 or hx"):
+        layer(x, h, hx=h)
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (-0.1, ValueError, "dropout is -0.1; it must be a probability in"),
+    (float("nan"), ValueError, "dropout is nan"),
+    (True, TypeError, "dropout must be a number in"),
+    ("0.1", TypeError, "dropout must be a number in"),
+])
+def test_dropout_is_accepted_as_torch_takes_it(bad, exc, match):
+    """dropout ports from torch (an inert probability: it acts only in training)."""
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    plain, dropped = fastrnn.LSTM(3, 4, 2, seed=0), fastrnn.LSTM(3, 4, 2, dropout=0.5, seed=0)
+    np.testing.assert_array_equal(plain(x)[0], dropped(x)[0])
+    assert repr(dropped) == "LSTM(3, 4, num_layers=2, dropout=0.5)"
+    with pytest.raises(exc, match=match):
+        fastrnn.GRU(3, 4, dropout=bad)
