@@ -20,6 +20,7 @@ import re
 
 import numpy as np
 
+from .. import _weights
 from ..errors import ModelFileError
 
 __all__ = ["Found", "resolve", "build"]
@@ -373,15 +374,19 @@ def build(cls_name: str, kwargs: dict, state: dict, source: str):
     cls = getattr(module, cls_name)
     input_size = kwargs.pop("input_size")
     hidden_size = kwargs.pop("hidden_size")
-    try:
-        if cls_name.endswith("Cell"):
-            obj = cls(input_size, hidden_size, **kwargs)
-        else:
-            obj = cls(input_size, hidden_size, kwargs.pop("num_layers"), **kwargs)
-    except ValueError as exc:  # every size came from the file's weights
-        raise ModelFileError(f"{source}: {exc}") from exc
+    # No initial weights to draw and then throw away: the file's replace them all
+    with _weights.placeholders() as made:
+        try:
+            if cls_name.endswith("Cell"):
+                obj = cls(input_size, hidden_size, **kwargs)
+            else:
+                obj = cls(input_size, hidden_size, kwargs.pop("num_layers"), **kwargs)
+        except ValueError as exc:  # every size came from the file's weights
+            raise ModelFileError(f"{source}: {exc}") from exc
     try:
         obj.load_state_dict(state, strict=True)
     except ValueError as exc:
         raise ModelFileError(f"{source}: {exc}") from exc
+    layer = obj._layer if cls_name.endswith("Cell") else obj
+    _weights.check_replaced(made, layer._params.values())
     return obj
