@@ -421,6 +421,14 @@ def test_sizes_beyond_a_c_int_are_value_errors(make_it, name, n):
         make_it(n)
 
 
+def test_linear_out_features_leave_room_for_the_padding():
+    """The engine pads a Linear's outputs to a multiple of up to 64 in a C int: past
+    2**31 - 64 that wrapped and the call reported "out of memory" instead."""
+    with pytest.raises(ValueError, match=rf"out_features is {2**31 - 63}; it must be in "
+                                         rf"\[1, {2**31 - 64}\]"):
+        fastrnn.Linear(1, 2**31 - 63)
+
+
 def test_proj_size_beyond_a_c_int():
     with pytest.raises(ValueError, match="proj_size"):
         fastrnn.LSTM(3, 4, proj_size=2**31)

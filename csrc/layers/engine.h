@@ -1207,8 +1207,10 @@ static int FN(linear_apply)(const struct frn_linear *lin, int M, const FRN_T *x,
     if (chunk > M) chunk = M;
     FRN_T *xp = frn_workspace((size_t)chunk * lin->xw * sizeof(FRN_T) + 64);
     if (!xp) return FRN_ENOMEM;
-    for (int m0 = 0; m0 < M; m0 += (int)chunk) {
-        const int rows = M - m0 < chunk ? M - m0 : (int)chunk;
+    /* m0 counts in long: near M = 2^31 - 1 an int counter wrapped past the last
+       chunk and the loop started over, forever */
+    for (long m0 = 0; m0 < M; m0 += chunk) {
+        const int rows = (int)(M - m0 < chunk ? M - m0 : chunk);
         FN(phase) ph = {0};
         ph.epi = FRN_EPI_XP;
         ph.rows = rows;

@@ -176,7 +176,12 @@ static int FRN_DEC(frn_decode_run)(const frn_decode_args *a, int nt)
         if (status != FRN_OK) goto out;
     }
     if (attn == FRN_ATTN_ADDITIVE) { /* Ua k for every encoder step, once */
-        status = frn_linear_apply(a->ua, B * S, a->keys, kp, nt);
+        /* the B*S rows in calls of at most 2^30 (frn_linear_apply counts rows in an
+           int; B*S in one int wrapped past 2^31 and left kp unwritten) */
+        const long total = (long)B * S, most = 1L << 30;
+        for (long r0 = 0; r0 < total && status == FRN_OK; r0 += most)
+            status = frn_linear_apply(a->ua, (int)(total - r0 < most ? total - r0 : most),
+                                      (const FRN_T *)a->keys + r0 * a->K, kp + r0 * A, nt);
         if (status != FRN_OK) goto out;
     }
 

@@ -134,7 +134,9 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, *, dtype="float32", seed=None):
         super().__init__()
         self.in_features = v.integer("in_features", in_features, minimum=1, maximum=_INT_MAX)
-        self.out_features = v.integer("out_features", out_features, minimum=1, maximum=_INT_MAX)
+        # the engine pads the outputs to a multiple of up to 64 in a C int
+        self.out_features = v.integer("out_features", out_features, minimum=1,
+                                      maximum=_INT_MAX - 63)
         self.has_bias = v.flag("bias", bias)
         rng = self._init_dtype(dtype, seed)
         k = 1.0 / math.sqrt(self.in_features)
