@@ -190,3 +190,28 @@ def test_refused_loads(tmp_path):
                 pass
 
     assert_flat(load, LOADS * 2, 50, "refused loads")
+
+
+def test_batch_1_workspace_does_not_grow_with_the_input_squared():
+    """A batch-1 call that weaves its projection into the recurrent steps takes
+    chunks of at least as many steps as its input has blocks of 32 features, so the
+    chunk's gathered inputs grew with the input size squared: LSTM(2**18, 64) at
+    batch 1 asked for 8 GB (2**19 inputs: 32 GB, a MemoryError) where batch 2 ran.
+    Inputs that wide now project the usual way; under a 2 GB address-space limit the
+    call runs and gives the bits of a batch of 2 (a subprocess: the limit is its
+    own)."""
+    from _io_helpers import run_python
+
+    code = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (2000 << 20, resource.RLIM_INFINITY))
+import numpy as np, fastrnn
+m = fastrnn.LSTM(2**18, 64, seed=0)
+x = np.full((3, 1, 2**18), 1e-3, np.float32)
+one, _ = m(x)
+two, _ = m(np.concatenate([x, x], 1))
+print(bool(np.array_equal(one[:, 0], two[:, 0])))
+"""
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True"]

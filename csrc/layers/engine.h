@@ -433,6 +433,13 @@ static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int row
 #ifndef FRN_AHEAD_ROWS
 #define FRN_AHEAD_ROWS 16
 #endif
+/* Inputs of at most this many k blocks (2048 features): a chunk has at least as
+   many steps as the input has k blocks, so its gathered inputs grow with the
+   square of the input size (2^19 features asked for 32 GB); wider inputs project
+   the usual way. */
+#ifndef FRN_AHEAD_MAX_KB
+#define FRN_AHEAD_MAX_KB 64
+#endif
 
 /* ---- whole sequences ---------------------------------------------------- */
 
@@ -645,11 +652,9 @@ static void FN(group_plan)(FN(fwd) *F)
     F->chunk_rows = (int)cap;
     /* One row: chunks of FRN_AHEAD_ROWS steps (at least nkb of the widest input),
        each projected while the previous one steps (run_dir_ahead). */
-    F->ahead = rows == 1 && T > 1 && FN(ahead_fits)(P);
-    if (F->ahead) {
-        const int nkb = (kmax + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
-        F->chunk_rows = nkb > FRN_AHEAD_ROWS ? nkb : FRN_AHEAD_ROWS;
-    }
+    const int nkb = (kmax + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
+    F->ahead = rows == 1 && T > 1 && nkb <= FRN_AHEAD_MAX_KB && FN(ahead_fits)(P);
+    if (F->ahead) F->chunk_rows = nkb > FRN_AHEAD_ROWS ? nkb : FRN_AHEAD_ROWS;
     F->state = FRN_ALIGN64((size_t)rows * P->ldh * es);
     F->a_bytes = FRN_ALIGN64((size_t)F->chunk_rows * F->lda_a * es);
     F->xp_bytes = FRN_ALIGN64((size_t)(F->ahead ? 2 : 1) * F->chunk_rows * P->xw * es);
