@@ -447,7 +447,9 @@ typedef struct {
     const frn_plan *p;
     const frn_seq *q;
     int *perm, *nact;
-    int *row0;          /* T + 1: the first row of step s in iteration order */
+    int *row0;          /* T + 1: the first row of step s in iteration order (past
+                           2^31 rows it wraps, -fwrapv: differences of nearby steps,
+                           all that is taken of it, stay right) */
     int t_live;         /* steps with a live sequence: the longest length */
     int chunk_rows;
     int rows;           /* sorted rows of this group (from perm on) */
@@ -914,7 +916,8 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     garr = malloc(sizeof(int) * (2 * (size_t)T + 1) * (size_t)groups);
     if (!G || !garr) goto nomem;
     {
-        const double total = (double)F.row0[T];
+        double total = 0; /* row-steps: T * B may pass 2^31, where row0 wraps */
+        for (int s = 0; s < T; s++) total += F.nact[s];
         size_t most = 0;
         double cum = 0;
         for (int i = 0, r1 = 0; i < groups; i++) {
