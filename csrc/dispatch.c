@@ -656,7 +656,11 @@ int frn_openmp_enabled(void)
 #endif
 }
 
-int frn_max_threads(void) { return omp_get_max_threads(); }
+/* The calling thread's setting; 1 in a child of fork(), where calls run on one */
+int frn_max_threads(void)
+{
+    return atomic_load_explicit(&frn_forked, memory_order_relaxed) ? 1 : omp_get_max_threads();
+}
 
 void frn_set_procs(int n) { frn_procs = n < 1 ? 0 : n; }
 

@@ -81,7 +81,8 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of OpenMP threads fastrnn uses for calls from this thread."""
+    """The number of OpenMP threads fastrnn uses for calls from this thread (1 in a
+    child process made by fork(), where every call runs on one thread)."""
     return _kernels.max_threads()
 
 

@@ -207,8 +207,9 @@ def test_calls_in_a_forked_child_run_on_one_thread():
     """OpenMP's threads and a stream's helpers do not survive fork(): a child whose
     parent had run 2-thread calls hung in its first parallel region. In a child every
     call runs on one thread: a layer, a new stream, the parent's stream (its helpers
-    gone) and a Linear give the parent's bits, and both streams are freed there. The
-    child kills itself if it hangs."""
+    gone) and a Linear give the parent's bits, and both streams are freed there;
+    get_num_threads() says 1 there (it said the parent's 2). The child kills itself
+    if it hangs."""
     code = (
         "import json, os, signal, numpy as np, fastrnn\n"
         "fastrnn.set_num_threads(2)\n"
@@ -222,7 +223,8 @@ def test_calls_in_a_forked_child_run_on_one_thread():
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    signal.alarm(60)\n"
-        "    ok = np.array_equal(layer(x)[0], y) and np.array_equal(lin(a), yl)\n"
+        "    ok = fastrnn.get_num_threads() == 1 and fastrnn.config()['num_threads'] == 1\n"
+        "    ok = ok and np.array_equal(layer(x)[0], y) and np.array_equal(lin(a), yl)\n"
         "    new = layer.stream(2)\n"
         "    ok = ok and np.array_equal(np.stack([new.step(x[t]) for t in range(30)]), y)\n"
         "    ok = ok and np.array_equal(np.stack([st.step(x[t]) for t in range(15, 30)]), y[15:])\n"
