@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from _io_helpers import assert_close, layer_run, need, need_layers, run_python, run_spec
 
+import fastrnn
 from fastrnn.errors import ModelFileError, UnsafeModelError
 from fastrnn.io import read, save
 
@@ -283,3 +284,22 @@ def test_saved_npz_holds_no_object_array(tmp_path):
         meta = json.loads(z["__fastrnn__"].tobytes())
     assert meta["class"] == "LSTM" and meta["hyperparameters"]["peephole"] is True
     assert meta["hyperparameters"]["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_dropout_round_trips_and_overrides(tmp_path, suffix):
+    """dropout (torch's argument, never applied) is a hyperparameter like the others:
+    saved and loaded back, taken from a whole torch module, and an override."""
+    layer = fastrnn.LSTM(3, 4, 2, dropout=0.3, seed=0)
+    path = tmp_path / f"m{suffix}"
+    layer.save(path)
+    assert fastrnn.load(path).dropout == 0.3
+    assert fastrnn.load(path, dropout=0.1).dropout == 0.1
+    with pytest.raises(ValueError, match=r"override dropout=2; expected a probability"):
+        fastrnn.load(path, dropout=2)
+    fastrnn.GRUCell(3, 4).save(path)
+    with pytest.raises(ValueError, match="override 'dropout' does not apply to the GRUCell"):
+        fastrnn.load(path, dropout=0.1)
+    torch = need("torch")
+    torch.save(torch.nn.GRU(3, 4, 2, dropout=0.25), tmp_path / "t.pt")
+    assert fastrnn.load(tmp_path / "t.pt").dropout == 0.25

@@ -105,7 +105,7 @@ def _found_from_module(obj, source: str) -> _infer.Found:
     hparams = {}
     keys = ("input_size", "hidden_size", "bias")
     if not name.endswith("Cell"):
-        keys += ("num_layers", "bidirectional", "batch_first")
+        keys += ("num_layers", "bidirectional", "batch_first", "dropout")
         if name == "LSTM":
             keys += ("proj_size",)
     for key in keys:
@@ -185,9 +185,9 @@ def load(path, **overrides):
         ``.npz`` or ``.onnx``; a ``.npz`` written by ``fastrnn.save_model`` loads
         the whole model (as ``fastrnn.load_model``).
     **overrides
-        Constructor arguments.  ``batch_first``, ``nonlinearity`` (RNN),
-        ``linear_before_reset`` (GRU) and ``dtype`` ("float32"/"float64")
-        win over the file; sizes, ``num_layers``, ``bias``,
+        Constructor arguments.  ``batch_first``, ``dropout`` (layers; never
+        applied), ``nonlinearity`` (RNN), ``linear_before_reset`` (GRU) and
+        ``dtype`` ("float32"/"float64") win over the file; sizes, ``num_layers``, ``bias``,
         ``bidirectional``, ``proj_size`` and ``peephole`` must agree with
         the weights.
 
@@ -198,7 +198,7 @@ def load(path, **overrides):
         come from the overrides, else the file (a whole torch module's
         attributes, an ONNX node's attributes, fastrnn's metadata), else
         PyTorch's defaults (tanh, linear_before_reset=True,
-        batch_first=False).  dtype: the override, else the file's (fastrnn
+        batch_first=False, dropout=0).  dtype: the override, else the file's (fastrnn
         files), else float64 if every weight is float64, else float32.
 
     Raises

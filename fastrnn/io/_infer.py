@@ -39,11 +39,11 @@ _FROM_WEIGHTS = (
 )
 _ALLOWED = {
     "RNN": ("input_size", "hidden_size", "num_layers", "bias", "bidirectional",
-            "batch_first", "nonlinearity", "dtype"),
+            "batch_first", "dropout", "nonlinearity", "dtype"),
     "LSTM": ("input_size", "hidden_size", "num_layers", "bias", "bidirectional",
-             "batch_first", "proj_size", "peephole", "dtype"),
+             "batch_first", "dropout", "proj_size", "peephole", "dtype"),
     "GRU": ("input_size", "hidden_size", "num_layers", "bias", "bidirectional",
-            "batch_first", "linear_before_reset", "dtype"),
+            "batch_first", "dropout", "linear_before_reset", "dtype"),
     "RNNCell": ("input_size", "hidden_size", "bias", "nonlinearity", "dtype"),
     "LSTMCell": ("input_size", "hidden_size", "bias", "dtype"),
     "GRUCell": ("input_size", "hidden_size", "bias", "dtype"),
@@ -271,6 +271,8 @@ _FREE = {
     "linear_before_reset": (lambda v: bool(v) if _is_bool(v) else None, "True or False"),
     "nonlinearity": (lambda v: v if v in ("tanh", "relu") else None, "'tanh' or 'relu'"),
     "dtype": (_dtype_name, "'float32' or 'float64'"),
+    "dropout": (lambda v: float(v) if (_is_int(v) or isinstance(v, (float, np.floating)))
+                and 0 <= v <= 1 else None, "a probability in [0, 1]"),
 }
 
 
@@ -351,6 +353,7 @@ def resolve(found: Found, overrides: dict) -> tuple[str, dict, dict]:
         kwargs["nonlinearity"] = _choose("nonlinearity", overrides, found, "tanh")
     if not is_cell:
         kwargs["batch_first"] = _choose("batch_first", overrides, found, False)
+        kwargs["dropout"] = _choose("dropout", overrides, found, 0.0)
         if kind == "GRU":
             kwargs["linear_before_reset"] = _choose(
                 "linear_before_reset", overrides, found, True

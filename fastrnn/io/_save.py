@@ -13,7 +13,8 @@ __all__ = ["save", "SUFFIXES"]
 
 SUFFIXES = (".npz", ".safetensors")
 
-_LAYER_HP = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "bidirectional")
+_LAYER_HP = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
+             "bidirectional")
 _EXTRA_HP = {
     "RNN": ("nonlinearity",),
     "LSTM": ("proj_size", "peephole"),
