@@ -47,13 +47,29 @@ def _apply_env_isa_or_exit() -> None:
     try:
         _apply_env_isa()
     except ValueError as exc:
-        argv = getattr(sys, "orig_argv", [])
-        command = (os.path.basename(sys.argv[0]) in ("fastrnn", "fastrnn.exe")
-                   or argv[1:3] == ["-m", "fastrnn"])
-        if not command:
+        if not _starting_the_command():
             raise
         sys.stderr.write(f"fastrnn: error: {exc}\n")
         raise SystemExit(2) from None
+
+
+def _starting_the_command() -> bool:
+    """Whether this process is the `fastrnn` command: its console script, or
+    ``python [options] -m fastrnn`` (the interpreter's own options skipped, those
+    with a value included: -W, -X)."""
+    argv = getattr(sys, "argv", None) or [""]
+    if os.path.basename(str(argv[0])) in ("fastrnn", "fastrnn.exe"):
+        return True
+    args = list(getattr(sys, "orig_argv", []))[1:]
+    while args and args[0].startswith("-") and args[0] != "-" and not args[0].startswith("--"):
+        opt = args.pop(0)
+        if "c" in opt[1:]:  # -c code
+            return False
+        if opt.endswith("m"):  # -m, or options joined with it (-um)
+            return args[:1] in (["fastrnn"], ["fastrnn.cli"])
+        if opt in ("-W", "-X"):
+            args = args[1:]
+    return False
 
 
 def current_isa() -> str:

@@ -627,16 +627,29 @@ def test_fastrnn_isa_unknown_fails_at_import(value):
     _assert_clear_import_error(proc, "FASTRNN_ISA", repr(value), "generic", "avx2", "avx512")
 
 
-def test_fastrnn_isa_unknown_fails_for_the_command():
+@pytest.mark.parametrize("start", [["-m", "fastrnn"], ["-u", "-m", "fastrnn"],
+                                   ["-W", "ignore", "-um", "fastrnn"], ["-m", "fastrnn.cli"]])
+def test_fastrnn_isa_unknown_fails_for_the_command(start):
     """For the command the import error is its one-line error (SPEC §6): no
     traceback, exit status 2 as for a bad argument (it once printed the import's
-    traceback)."""
-    proc = run_python(["-m", "fastrnn", "info"], env={"FASTRNN_ISA": "bogus"})
+    traceback), whatever options the interpreter was given."""
+    proc = run_python([*start, "info"], env={"FASTRNN_ISA": "bogus"})
     _assert_clear_import_error(proc, "FASTRNN_ISA", "generic, avx2, avx512")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.splitlines() == [
         "fastrnn: error: FASTRNN_ISA='bogus' is not an instruction set fastrnn knows; use one "
         "of generic, avx2, avx512"]
+
+
+@pytest.mark.parametrize("code, args", [
+    ("import sys; sys.argv = []; import fastrnn", []),
+    ("import sys; del sys.argv; import fastrnn", []),
+    ("import fastrnn", ["-m", "fastrnn"]),  # a program's own arguments, not the command
+])
+def test_fastrnn_isa_unknown_is_a_value_error_outside_the_command(code, args):
+    proc = run_python(["-c", code, *args], env={"FASTRNN_ISA": "bogus"})
+    last = _assert_clear_import_error(proc, "FASTRNN_ISA", "generic, avx2, avx512")
+    assert last.startswith("ValueError: ")
 
 
 def test_fastrnn_isa_above_the_cpu_fails_at_import():
