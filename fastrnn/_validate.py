@@ -296,6 +296,9 @@ class Fixed:
     def __delattr__(self, name):
         if name in self._fixed:
             raise AttributeError(self._fixed_message(name))
+        if name in self._checked:
+            raise AttributeError(f"{type(self).__name__}.{name} cannot be deleted; assign "
+                                 "it a new value instead")
         object.__delattr__(self, name)
 
     def _fixed_message(self, name) -> str:

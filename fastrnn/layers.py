@@ -53,6 +53,7 @@ class _RNNBase(v.Fixed):
     # the call reads batch_first and nothing reads dropout: they may change
     _checked = {"batch_first": v.flag, "dropout": lambda name, value: _dropout(value)}
     _engine = ("_plan",)
+    dropout = 0.0  # for layers pickled before dropout was an attribute
 
     def __init__(self, mode, input_size, hidden_size, num_layers, *, bias, batch_first,
                  bidirectional, dropout=0.0, proj_size=0, peephole=False,

@@ -1148,3 +1148,66 @@ def test_dropout_is_accepted_as_torch_takes_it(bad, exc, match):
     assert repr(dropped) == "LSTM(3, 4, num_layers=2, dropout=0.5)"
     with pytest.raises(exc, match=match):
         fastrnn.GRU(3, 4, dropout=bad)
+
+
+def test_seq2seq_checks_batch_first_when_used():
+    """A Seq2Seq's layers must be batch_first; that may be assigned on a layer after the
+    model is built (torch allows it), which once made generate run the encoder on the
+    wrong axis (wrong tokens, no error) and save_model write a file load_model refused.
+    Calls and saves now check it again, and the model works once it is set back."""
+    enc = fastrnn.Sequential(fastrnn.Embedding(10, 6, seed=0),
+                             fastrnn.GRU(6, 8, batch_first=True, seed=1))
+    dec = fastrnn.Sequential(fastrnn.Embedding(10, 6, seed=2),
+                             fastrnn.GRU(6, 8, batch_first=True, seed=3),
+                             fastrnn.Attention("additive", 8, 8, 8, seed=4),
+                             fastrnn.Linear(16, 10, seed=5))
+    s2s = fastrnn.Seq2Seq(enc, dec)
+    src, tgt = np.array([[1, 2, 3, 4, 5], [5, 4, 3, 2, 1]]), np.array([[1, 2], [1, 3]])
+    want = s2s.generate(src, max_len=4, bos=1, eos=2)
+    for layer, what in ((s2s.enc_rnn, "encoder"), (s2s.dec_rnn, "decoder")):
+        layer.batch_first = False
+        match = f"the {what}'s GRU must be batch_first=True"
+        with pytest.raises(ValueError, match=match):
+            s2s.generate(src, max_len=4, bos=1, eos=2)
+        with pytest.raises(ValueError, match=match):
+            s2s(src, tgt)
+        with pytest.raises(ValueError, match=match):
+            fastrnn.save_model(s2s, "never-written.npz")
+        layer.batch_first = True
+    for a, b in zip(s2s.generate(src, max_len=4, bos=1, eos=2), want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_changeable_attributes_cannot_be_deleted():
+    """batch_first and dropout may change but not go: deleting one left every later
+    call (and repr, save) failing."""
+    layer = fastrnn.LSTM(3, 4)
+    for name in ("batch_first", "dropout"):
+        with pytest.raises(AttributeError, match=f"LSTM.{name} cannot be deleted"):
+            delattr(layer, name)
+    layer(np.ones((2, 1, 3), np.float32))
+
+
+def test_layers_pickled_before_dropout_existed_still_work(tmp_path):
+    """A layer pickled by a version without dropout unpickles without that attribute;
+    its repr and save failed on it."""
+    import pickle
+
+    old = fastrnn.GRU(3, 4, seed=0).__getstate__()
+    del old["dropout"]
+    layer = pickle.loads(pickle.dumps(fastrnn.GRU(3, 4, seed=0)))
+    layer.__dict__.clear()
+    layer.__dict__.update(old)
+    assert repr(layer) == "GRU(3, 4)" and layer.dropout == 0.0
+    layer.save(tmp_path / "g.npz")
+    assert fastrnn.load(tmp_path / "g.npz").dropout == 0.0
+
+
+def test_files_leave_out_the_default_dropout():
+    """A layer's description carries dropout only when it is not 0, so whole-model
+    files of models without dropout load in versions that do not know it (their
+    rebuild passes the description to the constructor)."""
+    from fastrnn.io._save import describe
+
+    assert "dropout" not in describe(fastrnn.LSTM(3, 4))[1]
+    assert describe(fastrnn.LSTM(3, 4, 2, dropout=0.3))[1]["dropout"] == 0.3

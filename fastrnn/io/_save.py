@@ -48,6 +48,8 @@ def describe(obj) -> tuple[str, dict]:
     cls = _class_name(obj)
     names = ("input_size", "hidden_size", "bias") if cls.endswith("Cell") else _LAYER_HP
     hp = {name: _plain(getattr(obj, name)) for name in names + _EXTRA_HP[cls]}
+    if hp.get("dropout") == 0:  # the default: files stay readable by versions without it
+        del hp["dropout"]
     dtype = getattr(obj, "dtype", None)
     if dtype is None:
         dtype = next(iter(obj.state_dict().values())).dtype

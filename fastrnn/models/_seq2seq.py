@@ -335,9 +335,7 @@ class Seq2Seq(Module):
             raise ValueError(f"the encoder is a {type(er).__name__} and the decoder a "
                              f"{type(dr).__name__}; the decoder starts from the encoder's final "
                              "state, so they must be the same kind")
-        for what, layer in (("encoder", er), ("decoder", dr)):
-            if not layer.batch_first:
-                raise ValueError(f"the {what}'s {type(layer).__name__} must be batch_first=True")
+        self._check_batch_first()
         if dr.bidirectional:
             raise ValueError("the decoder's layer is bidirectional; it generates one token at a "
                              "time, so it must be unidirectional")
@@ -379,6 +377,13 @@ class Seq2Seq(Module):
         mods = [ee, er, de, dr, out] + ([attn] if attn is not None and attn.kind != "dot" else [])
         self.dtype = np.dtype(_same_dtype("the model", mods))
 
+    def _check_batch_first(self):
+        """The recurrent layers are batch_first: checked when built, and again when
+        called or saved, as a layer's batch_first may change (its parts may not)."""
+        for what, layer in (("encoder", self.enc_rnn), ("decoder", self.dec_rnn)):
+            if not layer.batch_first:
+                raise ValueError(f"the {what}'s {type(layer).__name__} must be batch_first=True")
+
     @property
     def vocab_size(self) -> int:
         """V: the output Linear's out_features (ids the decoder can generate)."""
@@ -386,6 +391,7 @@ class Seq2Seq(Module):
 
     def _encode(self, src, lengths):
         """(keys (B, S, K), key_len int64 (B,), h0, c0 for the decoder, unbatched)."""
+        self._check_batch_first()
         src = ids("src", src, self.enc_embedding.num_embeddings)
         unbatched = src.ndim == 1
         if unbatched:

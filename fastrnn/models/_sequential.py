@@ -217,6 +217,7 @@ def _describe_module(m) -> dict:
     if isinstance(m, Sequential):
         return {"class": "Sequential", "modules": [_describe_module(c) for c in m]}
     if isinstance(m, Seq2Seq):
+        m._check_batch_first()  # as when called: no file that would not load
         return {"class": "Seq2Seq", "encoder": _describe_module(m.encoder),
                 "decoder": _describe_module(m.decoder)}
     if isinstance(m, LanguageModel):
