@@ -56,10 +56,7 @@ if X86:
     sources += ["csrc/isa/step_avx2.c", "csrc/isa/step_avx512.c"]
     macros.append(("FRN_HAVE_X86", "1"))
 
-# -fwrapv: a running count of rows in an int may wrap in calls of more than 2^31
-# row-steps (engine.h: row0), and only differences of nearby counts are used
-cflags = ["-O3", "-fopenmp", "-fno-math-errno", "-fwrapv", "-Wall", "-Wno-unused-function",
-          "-std=gnu11"]
+cflags = ["-O3", "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unused-function", "-std=gnu11"]
 ldflags = ["-fopenmp"]
 if SANITIZE:
     san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]

@@ -447,9 +447,8 @@ typedef struct {
     const frn_plan *p;
     const frn_seq *q;
     int *perm, *nact;
-    int *row0;          /* T + 1: the first row of step s in iteration order (past
-                           2^31 rows it wraps, -fwrapv: differences of nearby steps,
-                           all that is taken of it, stay right) */
+    ptrdiff_t *row0;    /* T + 1: the first row of step s in iteration order (T * B
+                           may pass 2^31) */
     int t_live;         /* steps with a live sequence: the longest length */
     int chunk_rows;
     int rows;           /* sorted rows of this group (from perm on) */
@@ -467,7 +466,7 @@ static void FN(project_chunk)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
                               ptrdiff_t st, ptrdiff_t sb, int K, int s0, int s1, FRN_T *xp,
                               FN(team) *tm)
 {
-    const int rows = F->row0[s1] - F->row0[s0];
+    const int rows = (int)(F->row0[s1] - F->row0[s0]);
     const long n = s1 - s0;
     long lo = 0, hi = n;
     uint64_t k = 0;
@@ -479,7 +478,7 @@ static void FN(project_chunk)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
     while (tm ? frn_sched_claim(tm->S, k, tm->tid, n, 1, 0, &lo, &hi) : lo < hi) {
         for (long i = lo; i < hi; i++) {
             const int s = s0 + (int)i;
-            int row = F->row0[s] - F->row0[s0];
+            int row = (int)(F->row0[s] - F->row0[s0]);
             for (int bp = 0; bp < F->nact[s]; bp++, row++) {
                 frn_rowpos rp = FN(rowpos)(C0, bp, s);
                 memcpy(F->a + (ptrdiff_t)row * F->lda_a, src + rp.t * st + rp.b * sb,
@@ -839,15 +838,18 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     int status = FRN_OK;
     FN(fwd) F = {0};
     FN(fwd) *G = NULL;
-    int *garr = NULL;
+    char *garr = NULL;
     F.p = P;
     F.q = q;
 
     /* sort sequences by length, longest first (stable), and count the live rows */
     F.perm = malloc(sizeof(int) * (size_t)B);
-    F.nact = malloc(sizeof(int) * (2 * (size_t)T + 1));
-    if (!F.perm || !F.nact) goto nomem;
-    F.row0 = F.nact + T;
+    /* row0 (T + 1) then nact (T), for the batch and for each group below */
+    const size_t counts =
+        FRN_ALIGN64(sizeof(ptrdiff_t) * ((size_t)T + 1) + sizeof(int) * (size_t)T);
+    F.row0 = malloc(counts);
+    if (!F.perm || !F.row0) goto nomem;
+    F.nact = (int *)(F.row0 + T + 1);
     F.t_live = T;
     if (q->lengths) {
         int *count = calloc((size_t)T + 1, sizeof(int));
@@ -913,11 +915,10 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     /* a batch split: group i takes sorted rows [r_i, r_i+1), about a 1/groups share
        of the row-steps each (all rows when the lengths are equal) */
     G = malloc(sizeof(FN(fwd)) * (size_t)groups);
-    garr = malloc(sizeof(int) * (2 * (size_t)T + 1) * (size_t)groups);
+    garr = malloc(counts * (size_t)groups);
     if (!G || !garr) goto nomem;
     {
-        double total = 0; /* row-steps: T * B may pass 2^31, where row0 wraps */
-        for (int s = 0; s < T; s++) total += F.nact[s];
+        const double total = (double)F.row0[T];
         size_t most = 0;
         double cum = 0;
         for (int i = 0, r1 = 0; i < groups; i++) {
@@ -937,8 +938,8 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
             *g = F;
             g->perm = F.perm + r0;
             g->rows = r1 - r0;
-            g->nact = garr + (2 * (size_t)T + 1) * i;
-            g->row0 = g->nact + T;
+            g->row0 = (ptrdiff_t *)(garr + counts * i);
+            g->nact = (int *)(g->row0 + T + 1);
             g->row0[0] = 0;
             for (int s = 0; s < T; s++) {
                 const int n = F.nact[s] - r0;
@@ -982,7 +983,7 @@ done:
     free(G);
     free(garr);
     free(F.perm);
-    free(F.nact);
+    free(F.row0);
     return status;
 }
 
