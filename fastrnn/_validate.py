@@ -48,6 +48,16 @@ def flag(name: str, value) -> bool:
     raise TypeError(f"{name} must be True or False, got {_describe(value)}")
 
 
+def probability(name: str, value) -> float:
+    """A real number (not bool) in [0, 1], as float: torch's dropout probabilities."""
+    number = (int, float, np.integer, np.floating)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, number):
+        raise TypeError(f"{name} must be a number in [0, 1], got {_describe(value)}")
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name} is {value}; it must be a probability in [0, 1]")
+    return float(value)
+
+
 def choice(name: str, value, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(

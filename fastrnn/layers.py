@@ -32,17 +32,6 @@ def _module_dtype(module) -> str:
     return "float32"
 
 
-def _dropout(value) -> float:
-    """torch's dropout argument: a probability, accepted so that torch code ports
-    unchanged; it acts only in training, so inference never applies it."""
-    number = (int, float, np.integer, np.floating)
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, number):
-        raise TypeError(f"dropout must be a number in [0, 1], got {v._describe(value)}")
-    if not 0 <= value <= 1:
-        raise ValueError(f"dropout is {value}; it must be a probability in [0, 1]")
-    return float(value)
-
-
 class _RNNBase(v.Fixed):
     """What RNN, LSTM and GRU share: hyperparameters, weights, the call."""
 
@@ -50,8 +39,9 @@ class _RNNBase(v.Fixed):
     _fixed = frozenset({"mode", "input_size", "hidden_size", "num_layers", "bias",
                         "bidirectional", "proj_size", "peephole", "linear_before_reset",
                         "dtype", "nonlinearity"})
-    # the call reads batch_first and nothing reads dropout: they may change
-    _checked = {"batch_first": v.flag, "dropout": lambda name, value: _dropout(value)}
+    # the call reads batch_first and nothing reads dropout (torch's argument, taken so
+    # that torch code ports unchanged; it acts only in training): they may change
+    _checked = {"batch_first": v.flag, "dropout": v.probability}
     _engine = ("_plan",)
     dropout = 0.0  # for layers pickled before dropout was an attribute
 
@@ -59,7 +49,7 @@ class _RNNBase(v.Fixed):
                  bidirectional, dropout=0.0, proj_size=0, peephole=False,
                  linear_before_reset=True, dtype="float32", seed=None):
         self.mode = mode
-        self.dropout = _dropout(dropout)
+        self.dropout = dropout  # checked by _checked
         self.input_size = v.integer("input_size", input_size, minimum=1)
         self.hidden_size = v.integer("hidden_size", hidden_size, minimum=1)
         self.num_layers = v.integer("num_layers", num_layers, minimum=1)

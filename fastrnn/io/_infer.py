@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from .. import _weights
+from .. import _validate, _weights
 from ..errors import ModelFileError
 
 __all__ = ["Found", "resolve", "build"]
@@ -265,14 +265,21 @@ def _dtype_name(value):
     return dt.name if dt in (np.dtype(np.float32), np.dtype(np.float64)) else None
 
 
+def _or_none(check, name, value):
+    """check(name, value), or None where it raises."""
+    try:
+        return check(name, value)
+    except (TypeError, ValueError):
+        return None
+
+
 # name -> (normaliser returning None when the value is not allowed, allowed text)
 _FREE = {
     "batch_first": (lambda v: bool(v) if _is_bool(v) else None, "True or False"),
     "linear_before_reset": (lambda v: bool(v) if _is_bool(v) else None, "True or False"),
     "nonlinearity": (lambda v: v if v in ("tanh", "relu") else None, "'tanh' or 'relu'"),
     "dtype": (_dtype_name, "'float32' or 'float64'"),
-    "dropout": (lambda v: float(v) if (_is_int(v) or isinstance(v, (float, np.floating)))
-                and 0 <= v <= 1 else None, "a probability in [0, 1]"),
+    "dropout": (lambda v: _or_none(_validate.probability, "dropout", v), "a probability in [0, 1]"),
 }
 
 

@@ -319,13 +319,7 @@ class Dropout(_Elementwise):
 
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
-        try:
-            p = float(p)
-        except (TypeError, ValueError):
-            raise TypeError(f"p must be a number, got {describe(p)}") from None
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p is {p}; a dropout probability must be in [0, 1]")
-        self.p = p
+        self.p = v.probability("p", p)
 
     @staticmethod
     def _f(x):
