@@ -107,12 +107,10 @@ def float_array(name: str, value, dt: np.dtype) -> np.ndarray:
     kind = arr.dtype.kind
     if kind == "O" and arr.size and all(type(x) in (int, float) for x in arr.flat):
         # numbers numpy keeps as objects: a Python int beyond 64 bits among them
-        big = next((i for i, x in enumerate(arr.flat) if type(x) is int and not
-                    -2**63 <= x < 2**64), None)
-        if big is not None:
-            where = ", ".join(str(int(i)) for i in np.unravel_index(big, arr.shape))
-            raise ValueError(f"{name}[{where}] is {arr.flat[big]}, an integer too large to "
-                             "convert; integers must fit in 64 bits")
+        where = int_beyond(arr, -2**63, 2**64)
+        if where is not None:
+            raise ValueError(f"{name}[{', '.join(str(int(i)) for i in where)}] is {arr[where]}, "
+                             "an integer too large to convert; integers must fit in 64 bits")
     if kind not in "fiu":
         what = {
             "b": "bool",
@@ -135,6 +133,15 @@ def float_array(name: str, value, dt: np.dtype) -> np.ndarray:
     if not arr.flags.aligned:  # ascontiguousarray keeps a contiguous unaligned array as is
         arr = arr.copy()
     return arr
+
+
+def int_beyond(arr: np.ndarray, lo: int, hi: int):
+    """The index of the first Python int of an object array outside [lo, hi) (numpy
+    keeps ints as objects when one does not fit 64 bits), or None."""
+    for i, x in enumerate(arr.flat):
+        if isinstance(x, int) and not isinstance(x, bool) and not lo <= x < hi:
+            return np.unravel_index(i, arr.shape)
+    return None
 
 
 def _torch_to_numpy(value):

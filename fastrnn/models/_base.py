@@ -42,6 +42,11 @@ def input_dtype(x) -> np.dtype:
     return np.dtype(np.float32)
 
 
+def _index(where):
+    """An index for messages: i for 1-D arrays, (i, j, ...) otherwise."""
+    return int(where[0]) if len(where) == 1 else tuple(int(i) for i in where)
+
+
 def ids(name: str, value, n: int) -> np.ndarray:
     """Token ids as an int64 array of any shape, each in [0, n).
 
@@ -62,14 +67,11 @@ def ids(name: str, value, n: int) -> np.ndarray:
             isinstance(i, int) and not isinstance(i, bool) for i in arr.flat):
         # Python ints (numpy keeps them as objects if one is beyond int64, or when
         # asked): those beyond int64 are out of any range, the others are ids
-        first = next((i for i, x in enumerate(arr.flat) if not -2**63 <= x < 2**63), None)
-        if first is None:
-            arr = arr.astype(np.int64)
-        else:
-            where = np.unravel_index(first, arr.shape)
-            index = where[0] if len(where) == 1 else tuple(int(i) for i in where)
-            raise ValueError(f"{name}[{index}] is {arr[where]}; token ids must be in [0, {n}) "
-                             f"(num_embeddings={n})")
+        where = v.int_beyond(arr, -2**63, 2**63)
+        if where is not None:
+            raise ValueError(f"{name}[{_index(where)}] is {arr[where]}; token ids must be in "
+                             f"[0, {n}) (num_embeddings={n})")
+        arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         what = {"b": "bool", "f": "float", "c": "complex", "O": "object", "U": "string",
                 "S": "bytes"}.get(arr.dtype.kind, str(arr.dtype))
@@ -78,9 +80,8 @@ def ids(name: str, value, n: int) -> np.ndarray:
     bad = (arr < 0) | (arr >= n)
     if bad.any():
         where = np.unravel_index(int(np.flatnonzero(bad)[0]), arr.shape)
-        index = where[0] if len(where) == 1 else tuple(int(i) for i in where)
         raise ValueError(
-            f"{name}[{index}] is {int(arr[where])}; token ids must be in [0, {n}) "
+            f"{name}[{_index(where)}] is {int(arr[where])}; token ids must be in [0, {n}) "
             f"(num_embeddings={n})"
         )
     return np.asarray(arr, dtype=np.int64, order="C")  # (ascontiguousarray makes 0-d 1-d)
