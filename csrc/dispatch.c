@@ -668,7 +668,10 @@ static _Atomic int frn_split_mode = -1;
 
 void frn_set_batch_split(int mode) { atomic_store(&frn_split_mode, mode < 0 ? -1 : mode > 0); }
 
-int frn_batch_split_mode(void) { return atomic_load_explicit(&frn_split_mode, memory_order_relaxed); }
+int frn_batch_split_mode(void)
+{
+    return atomic_load_explicit(&frn_split_mode, memory_order_relaxed);
+}
 
 void frn_set_max_threads(int n) { omp_set_num_threads(n); }
 

@@ -989,8 +989,8 @@ def _fixed_cases():
                       lambda m: m(ids)))
     cases.append(("LayerNorm.normalized_shape", lambda: fastrnn.LayerNorm(4),
                   "normalized_shape", (2, 2), lambda m: m(np.ones((3, 4)))))
-    cases.append(("AttentionPool.features", lambda: fastrnn.AttentionPool(4, seed=0), "features", 40,
-                  lambda m: m(np.ones((2, 5, 4), np.float32))))
+    cases.append(("AttentionPool.features", lambda: fastrnn.AttentionPool(4, seed=0),
+                  "features", 40, lambda m: m(np.ones((2, 5, 4), np.float32))))
     return cases
 
 
