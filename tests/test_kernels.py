@@ -603,8 +603,12 @@ def test_bitwise_same_threads_bidirectional_past_apart_cutoff(isa):
 
 # Batch 1 weaves each chunk's input projection into the previous
 # chunk's recurrent tiles (csrc/kernels/tile.h, "projection ahead") when W_hh is at
-# least 32 KB (every variant here, RNN included): chunks of 16 steps or more, rows
-# in pairs, blocks of 32 reduction steps. Sizes: T past several chunks with a last
+# least 32 KB (every variant here but the last size's GRU and RNN) and the layer's
+# input has more than half as many features as the recurrent product (and, on one
+# thread, fewer than 3 times as many; engine.h, weaves): chunks of 16 steps or more,
+# rows in pairs, blocks of 32 reduction steps. The last two sizes mix the paths: a
+# first layer projected first under a woven second one, and a first layer woven on
+# 2+ threads only. Sizes: T past several chunks with a last
 # chunk of fewer row pairs than segments per step (projected the usual way) and
 # with more, of odd and even rows; inputs shorter,
 # longer and not a multiple of the block; two layers, both directions, a length
@@ -618,6 +622,8 @@ AHEAD_SIZES = [  # (hidden, input, T, num_layers, bidirectional, length)
     (150, 257, 35, 1, True, None),
     (140, 300, 70, 2, False, 61),
     (101, 70, 37, 1, False, None),  # odd K: one W_hh step left beside a segment's step
+    (100, 40, 45, 2, False, 39),  # a small input: only the second layer weaves
+    (48, 200, 50, 2, True, None),  # a wide input: the first layer weaves on 2+ threads
 ]
 
 

@@ -444,9 +444,11 @@ typedef struct {
     ptrdiff_t *row0;    /* T + 1: the first row of step s in iteration order (T * B
                            may pass 2^31) */
     int t_live;         /* steps with a live sequence: the longest length */
-    int chunk_rows;
+    int chunk_rows;     /* rows of a chunk projected first (run_dir) */
+    int ahead_rows;     /* steps of a chunk woven ahead (run_dir_ahead), or 0 */
     int rows;           /* sorted rows of this group (from perm on) */
-    int ahead;          /* one row: the projection woven ahead (run_dir_ahead) */
+    int ahead[2];       /* one row: the first layer / the later ones weave the
+                           projection ahead (run_dir_ahead) */
     size_t state, a_bytes, xp_bytes, per_dir; /* group_plan */
     FRN_T *a;           /* chunk_rows x lda_a */
     ptrdiff_t lda_a;
@@ -514,7 +516,7 @@ static void FN(run_dir)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *src, p
 }
 
 /*
- * Batch 1 with the projection ahead (kernels/tile.h): chunks of R = chunk_rows
+ * Batch 1 with the projection ahead (kernels/tile.h): chunks of R = ahead_rows
  * steps; the first chunk is projected as usual, and every chunk's steps weave the
  * NEXT chunk's projection into their recurrent tiles, a step's panel q taking
  * segments [(j*np + q)*per, +per) at its j-th step in the chunk, per = the
@@ -526,7 +528,7 @@ static void FN(run_dir_ahead)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
                               ptrdiff_t st, ptrdiff_t sb, int K, FN(team) *tm)
 {
     const frn_plan *P = F->p;
-    const int R = F->chunk_rows, n = F->t_live;
+    const int R = F->ahead_rows, n = F->t_live;
     const int nkb = (K + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
     const int per = (FN(ahead_pairs)(R) * nkb + R - 1) / R;
     FRN_T *xpb[2] = {C0->xp, C0->xp + (ptrdiff_t)R * P->xw};
@@ -574,14 +576,30 @@ static double FN(whh_bytes)(const frn_plan *P)
     return (double)P->np_h * P->nv_h * VL * P->h_out * sizeof(FRN_T);
 }
 
-/* Whether a batch-1 call weaves its projection into the recurrent tiles: the input
-   and recurrent panels cover the same units (all cells but GRU with lbr=False), and
-   W_hh is in the range where that pays (FRN_AHEAD_MIN_WHH above). */
-static int FN(ahead_fits)(const frn_plan *P)
+/*
+ * Whether a batch-1 layer whose input has K features weaves its projection into
+ * the recurrent tiles on nt threads: the input and recurrent panels cover the same
+ * units (all cells but GRU with lbr=False), W_hh is in the range where that pays
+ * (FRN_AHEAD_MIN_WHH above), and the projection is neither small nor, on one
+ * thread, large against the recurrent product. Each gains only while there is
+ * about as much of one as of the other to overlap. 1 thread, T=100, 6 alternated
+ * runs, us a step woven against projecting first: LSTM I=H=256 13.9 against 15.1,
+ * I=H=128 3.31 against 3.81; but with a small input (K <= HO / 2) 1-7% slower
+ * (LSTM I=64 H=256 12.2 against 11.7, GRU 9.13 against 8.53, LSTM I=32 H=256 11.6
+ * against 11.2), on 2 threads 5-23% (LSTM I=64 H=128 3.27 against 2.65); and on one
+ * thread with a wide input (K >= 4 HO) 8-13% slower (LSTM I=512 H=64 3.48 against
+ * 3.08, I=1024 6.11 against 5.39, I=512 H=128 7.85 against 7.27, GRU I=512 H=64
+ * 2.48 against 2.27), where 2 threads weaving gain (LSTM I=512 H=128 6.07 against
+ * 7.19). At K = 3 HO both the same.
+ */
+static int FN(weaves)(const FN(fwd) *F, int K, int nt)
 {
+    const frn_plan *P = F->p;
     const double whh = FN(whh_bytes)(P);
-    return P->np_x == P->np_h && P->nv_x == P->nv_h && whh >= FRN_AHEAD_MIN_WHH &&
-           whh <= FRN_AHEAD_MAX_WHH;
+    const int HO = P->h_out;
+    return F->rows == 1 && F->q->T > 1 && (K + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB <= FRN_AHEAD_MAX_KB &&
+           P->np_x == P->np_h && P->nv_x == P->nv_h && whh >= FRN_AHEAD_MIN_WHH &&
+           whh <= FRN_AHEAD_MAX_WHH && 2 * K > HO && (nt > 1 || K < 3 * HO);
 }
 
 /*
@@ -623,10 +641,10 @@ static void FN(init_state)(const frn_plan *P, const frn_seq *q, const FN(ctx) *C
 #define FRN_ALIGN64(n) (((size_t)(n) + 63) & ~(size_t)63)
 
 /* A group of F->rows sorted rows (the whole batch, or one thread's part of it,
-   below): its chunks, whether it weaves the projection ahead (one row), and the
-   bytes its buffers take per direction run at once -- a scheduler, gathered
-   inputs, projections and five states. */
-static void FN(group_plan)(FN(fwd) *F)
+   below) on nt threads: its chunks, which layers weave the projection ahead (one
+   row), and the bytes its buffers take per direction run at once -- a scheduler,
+   gathered inputs, projections and five states. */
+static void FN(group_plan)(FN(fwd) *F, int nt)
 {
     const frn_plan *P = F->p;
     const int T = F->q->T, D = P->d.num_dirs, HO = P->h_out, rows = F->rows;
@@ -645,14 +663,23 @@ static void FN(group_plan)(FN(fwd) *F)
     if (cap < rows) cap = rows;
     if (cap > (long)T * rows) cap = (long)T * rows;
     F->chunk_rows = (int)cap;
-    /* One row: chunks of FRN_AHEAD_ROWS steps (at least nkb of the widest input),
-       each projected while the previous one steps (run_dir_ahead). */
-    const int nkb = (kmax + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
-    F->ahead = rows == 1 && T > 1 && nkb <= FRN_AHEAD_MAX_KB && FN(ahead_fits)(P);
-    if (F->ahead) F->chunk_rows = nkb > FRN_AHEAD_ROWS ? nkb : FRN_AHEAD_ROWS;
+    /* One row: chunks of FRN_AHEAD_ROWS steps (at least nkb of the widest input
+       woven), each projected while the previous one steps (run_dir_ahead). */
+    const int L = P->d.num_layers;
+    F->ahead[0] = FN(weaves)(F, P->d.input_size, nt);
+    F->ahead[1] = L > 1 && FN(weaves)(F, D * HO, nt);
+    const int plain = !F->ahead[0] || (L > 1 && !F->ahead[1]);
+    const int kw = F->ahead[1] && D * HO > P->d.input_size ? D * HO
+                   : F->ahead[0]                          ? P->d.input_size
+                                                          : F->ahead[1] ? D * HO : 0;
+    const int nkb = (kw + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
+    F->ahead_rows = kw ? (nkb > FRN_AHEAD_ROWS ? nkb : FRN_AHEAD_ROWS) : 0;
+    const int a_rows = plain && F->chunk_rows > F->ahead_rows ? F->chunk_rows : F->ahead_rows;
+    const int xp_rows = plain && F->chunk_rows > 2 * F->ahead_rows ? F->chunk_rows
+                                                                   : 2 * F->ahead_rows;
     F->state = FRN_ALIGN64((size_t)rows * P->ldh * es);
-    F->a_bytes = FRN_ALIGN64((size_t)F->chunk_rows * F->lda_a * es);
-    F->xp_bytes = FRN_ALIGN64((size_t)(F->ahead ? 2 : 1) * F->chunk_rows * P->xw * es);
+    F->a_bytes = FRN_ALIGN64((size_t)a_rows * F->lda_a * es);
+    F->xp_bytes = FRN_ALIGN64((size_t)xp_rows * P->xw * es);
     F->per_dir = FRN_ALIGN64(sizeof(frn_sched)) + F->a_bytes + F->xp_bytes + 5 * F->state;
 }
 
@@ -688,9 +715,9 @@ static void FN(run_group)(const FN(fwd) *F, const FN(fwd) Fd[2], frn_sched *sche
     const int T = q->T, B = q->B, L = P->d.num_layers, D = P->d.num_dirs;
     const int H = P->d.hidden_size, HO = P->h_out;
     const int lstm = P->d.cell == FRN_LSTM;
-    void (*run)(const FN(fwd) *, const FN(ctx) *, const FRN_T *, ptrdiff_t, ptrdiff_t, int,
-                FN(team) *) = F->ahead ? FN(run_dir_ahead) : FN(run_dir);
     for (int l = 0; l < L; l++) {
+        void (*run)(const FN(fwd) *, const FN(ctx) *, const FRN_T *, ptrdiff_t, ptrdiff_t, int,
+                    FN(team) *) = F->ahead[l > 0] ? FN(run_dir_ahead) : FN(run_dir);
         const FRN_T *src;
         ptrdiff_t st, sb;
         int K;
@@ -893,7 +920,7 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
     if (groups == 1) {
         const int nt =
             frn_useful_threads(step_fma, call_fma, apart ? n_threads / 2 : n_threads, 1);
-        FN(group_plan)(&F);
+        FN(group_plan)(&F, nt);
         const int nws = apart ? 2 : 1;
         char *ws = frn_workspace(inner_all + (size_t)nws * F.per_dir);
         if (!ws) goto nomem;
@@ -941,7 +968,7 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
                 g->row0[s + 1] = g->row0[s] + g->nact[s];
             }
             g->t_live = q->lengths ? (int)q->lengths[g->perm[0]] : T;
-            FN(group_plan)(g);
+            FN(group_plan)(g, 1);
             if (g->per_dir > most) most = g->per_dir;
         }
         /* the calling thread's workspace: the inner outputs and its groups */
