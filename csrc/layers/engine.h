@@ -597,9 +597,10 @@ static int FN(weaves)(const FN(fwd) *F, int K, int nt)
     const frn_plan *P = F->p;
     const double whh = FN(whh_bytes)(P);
     const int HO = P->h_out;
-    return F->rows == 1 && F->q->T > 1 && (K + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB <= FRN_AHEAD_MAX_KB &&
-           P->np_x == P->np_h && P->nv_x == P->nv_h && whh >= FRN_AHEAD_MIN_WHH &&
-           whh <= FRN_AHEAD_MAX_WHH && 2 * K > HO && (nt > 1 || K < 3 * HO);
+    const int nkb = (K + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
+    return F->rows == 1 && F->q->T > 1 && nkb <= FRN_AHEAD_MAX_KB && P->np_x == P->np_h &&
+           P->nv_x == P->nv_h && whh >= FRN_AHEAD_MIN_WHH && whh <= FRN_AHEAD_MAX_WHH &&
+           2 * K > HO && (nt > 1 || K < 3 * HO);
 }
 
 /*
