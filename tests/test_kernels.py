@@ -662,6 +662,30 @@ def test_projection_ahead_bitwise(variant, dtype, isa):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("variant", list(VARIANTS))
+def test_wide_input_projection_spread_bitwise(variant, dtype, isa):
+    """A layer whose recurrent step is too small to hand over (one thread steps it)
+    projects a wide input on every thread (engine.h, project_chunk): the same bits
+    as 1 thread, at 2-4 threads, with and without a length, two layers."""
+    for j, (H, I, T, L, length) in enumerate([(24, 700, 90, 1, None), (16, 520, 130, 2, 101)]):
+        cfg = dict(hidden=H, input=I, num_layers=L, bidirectional=False, bias=j == 0,
+                   batch_first=False)
+        layer = make_layer(variant, cfg, dtype, seed=j)
+        x = np.random.default_rng(j).standard_normal((T, 1, I)).astype(dtype)
+        lengths = None if length is None else np.array([length])
+        got = run(layer, x, None, lengths)
+        for n in (2, 3, 4):
+            with threads(n):
+                other = run(layer, x, None, lengths)
+            for i, name in enumerate(("out", "h_n", "c_n")):
+                if got[i] is not None:
+                    assert np.array_equal(got[i], other[i]), \
+                        f"{variant} {dtype} {j}: {name} on {n} threads"
+        check_against_reference(layer, got, run_reference(layer, x, None, lengths), lengths,
+                                f"{variant} {dtype} {j}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_bitwise_same_at_any_batch_position(variant, dtype, isa):
     """One sequence gives the same bits wherever it sits in a batch (and whatever
     its neighbours are), with its own lengths and initial state."""
