@@ -630,6 +630,12 @@ static int frn_cores_far_apart(int probe)
     return atomic_load(&frn_far);
 }
 
+int frn_split_uneven(int B, int groups)
+{
+    const int most = (B + groups - 1) / groups; /* rows of the largest group */
+    return groups > 1 && 5.0 * most * groups >= 6.0 * B && !frn_cores_far_apart(1);
+}
+
 int frn_useful_threads(double step_fma, double region_fma, int nt, int probe)
 {
     if (nt <= 1 || step_fma < FRN_STEP_FMA || (region_fma > 0 && region_fma < FRN_CALL_FMA))

@@ -95,6 +95,7 @@ cdef extern from "fastrnn.h" nogil:
     int frn_useful_threads(double step_fma, double region_fma, int nt, int probe)
     double frn_probe_cores()
     void frn_set_far(int far)
+    int frn_split_uneven(int B, int groups)
     void frn_set_helper_lag(int ns)
     void frn_set_batch_split(int mode)
     int frn_openmp_enabled()
@@ -537,6 +538,13 @@ def _set_far(int far):
     """Private: the cores taken as far apart (1) or close (0) instead of probed; -1
     probes again."""
     frn_set_far(far)
+
+
+def _split_uneven(int B, int groups):
+    """Private: whether a batch of B rows split in `groups` groups of rows leaves
+    one far more than its share while the cores are close (its units are split
+    instead)."""
+    return bool(frn_split_uneven(B, groups))
 
 
 def _set_batch_split(int mode):

@@ -569,6 +569,30 @@ def test_bitwise_same_with_the_batch_split(variant, isa):
                     assert np.array_equal(a, b), f"B={B} split {mode}, {n} threads: differs"
 
 
+def test_uneven_batch_split_splits_the_units_while_the_cores_are_close():
+    """A batch whose rows do not share out evenly over the groups (the largest 1.2
+    times its share or more: 3 rows on 2 threads) splits the units instead while the
+    cores are close, and stays in groups while they are far apart; the same bits
+    either way."""
+    try:
+        _kernels._set_far(0)
+        assert [B for B in range(2, 12) if _kernels._split_uneven(B, 2)] == [3, 5]
+        assert _kernels._split_uneven(5, 4) and _kernels._split_uneven(6, 4)
+        assert not _kernels._split_uneven(8, 4) and not _kernels._split_uneven(3, 1)
+        layer = fastrnn.LSTM(8, 128, seed=1)
+        x = np.random.default_rng(1).standard_normal((12, 3, 8)).astype(np.float32)
+        with threads(2):
+            close = run(layer, x, None, None)
+            _kernels._set_far(1)
+            assert not _kernels._split_uneven(3, 2)
+            far = run(layer, x, None, None)
+        for a, b in zip(close, far):
+            if a is not None:
+                assert np.array_equal(a, b)
+    finally:
+        _kernels._set_far(0)
+
+
 def test_batch_split_groups_balance_row_steps():
     """The split's groups (seen through the hook's forced mode on a batch whose
     lengths are all different) cover every row once: a sequence of length 1 beside
