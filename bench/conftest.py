@@ -56,22 +56,24 @@ def torch():
     return pytest.importorskip("torch")
 
 
-def make_model(cell: str, hidden: int, batch: int, use_torch: bool):
-    """A one-layer float32 network with I = H and its input (T, B, I).
+def make_model(cell: str, hidden, batch: int, use_torch: bool):
+    """A one-layer float32 network and its input (T, B, I); ``hidden`` is H (and
+    I = H) or a pair (I, H).
 
     Returns ``(layer, module, x)``: the fastrnn layer is made from the torch
     module with ``from_torch`` when torch is wanted (module None otherwise).
     """
+    inputs, hidden = hidden if isinstance(hidden, tuple) else (hidden, hidden)
     module = None
     if use_torch:
         import torch
 
         torch.manual_seed(SEED)
-        module = getattr(torch.nn, cell)(hidden, hidden).eval()
+        module = getattr(torch.nn, cell)(inputs, hidden).eval()
         layer = getattr(fastrnn, cell).from_torch(module)
     else:
-        layer = getattr(fastrnn, cell)(hidden, hidden, seed=SEED)
-    x = np.random.default_rng(SEED).standard_normal((T, batch, hidden)).astype(np.float32)
+        layer = getattr(fastrnn, cell)(inputs, hidden, seed=SEED)
+    x = np.random.default_rng(SEED).standard_normal((T, batch, inputs)).astype(np.float32)
     return layer, module, x
 
 

@@ -2,10 +2,13 @@
 
 Each test checks its engine's output against the float64 NumPy reference before
 timing (outside the timed part) and asserts nothing about the time. Cases, T=100,
-I=H, one layer, float32:
+I=H unless said, one layer, float32:
 
 - whole sequence, batch 1 (latency): LSTM and GRU at H=128 and 512;
 - whole sequence, batch 64 (throughput): LSTM and GRU at H=128;
+- shapes outside `fastrnn bench`'s matrix where fastrnn once trailed a peer: LSTM
+  H=512 at batch 8 (row tiles), LSTM H=128 at batch 3 (small batches), GRU H=64 with
+  512 inputs at batch 1 (wide inputs);
 - streaming, one step per call at batch 1: LSTM and GRU at H=128.
 
 Benchmarks are grouped per case, so ``--benchmark-group-by=group`` (the default
@@ -25,12 +28,19 @@ SEQUENCE_CASES = [
     pytest.param("GRU", 512, 1, id="gru-h512-b1"),
     pytest.param("LSTM", 128, 64, id="lstm-h128-b64"),
     pytest.param("GRU", 128, 64, id="gru-h128-b64"),
+    pytest.param("LSTM", 512, 8, id="lstm-h512-b8"),
+    pytest.param("LSTM", 128, 3, id="lstm-h128-b3"),
+    pytest.param("GRU", (512, 64), 1, id="gru-i512-h64-b1"),
 ]
 STREAM_CASES = [
     pytest.param("LSTM", 128, id="lstm-h128"),
     pytest.param("GRU", 128, id="gru-h128"),
 ]
 CHECK_STEPS = 10  # streaming: steps checked against the reference before timing
+
+
+def _shape(hidden) -> str:
+    return f"I={hidden[0]} H={hidden[1]}" if isinstance(hidden, tuple) else f"H={hidden}"
 
 
 # -- whole sequence ---------------------------------------------------------------------
@@ -40,7 +50,7 @@ CHECK_STEPS = 10  # streaming: steps checked against the reference before timing
 def test_sequence_fastrnn(benchmark, cell, hidden, batch):
     layer, _, x = make_model(cell, hidden, batch, use_torch=False)
     assert_matches_reference(layer(x)[0], layer, x)
-    benchmark.group = f"sequence {cell} H={hidden} B={batch} T={len(x)}"
+    benchmark.group = f"sequence {cell} {_shape(hidden)} B={batch} T={len(x)}"
     benchmark(layer, x)
 
 
@@ -54,7 +64,7 @@ def test_sequence_torch(benchmark, torch, cell, hidden, batch):
             return module(xt)[0]
 
     assert_matches_reference(run().numpy(), layer, x)
-    benchmark.group = f"sequence {cell} H={hidden} B={batch} T={len(x)}"
+    benchmark.group = f"sequence {cell} {_shape(hidden)} B={batch} T={len(x)}"
     benchmark(run)
 
 
