@@ -708,9 +708,8 @@ static void FN(group_plan)(FN(fwd) *F, int nt)
     F->ahead[0] = FN(weaves)(F, P->d.input_size, nt);
     F->ahead[1] = L > 1 && FN(weaves)(F, D * HO, nt);
     const int plain = !F->ahead[0] || (L > 1 && !F->ahead[1]);
-    const int kw = F->ahead[1] && D * HO > P->d.input_size ? D * HO
-                   : F->ahead[0]                          ? P->d.input_size
-                                                          : F->ahead[1] ? D * HO : 0;
+    int kw = F->ahead[0] ? P->d.input_size : 0; /* the widest input woven */
+    if (F->ahead[1] && D * HO > kw) kw = D * HO;
     const int nkb = (kw + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
     F->ahead_rows = kw ? (nkb > FRN_AHEAD_ROWS ? nkb : FRN_AHEAD_ROWS) : 0;
     const int a_rows = plain && F->chunk_rows > F->ahead_rows ? F->chunk_rows : F->ahead_rows;
