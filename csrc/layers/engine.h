@@ -863,11 +863,11 @@ static void FN(run_group)(const FN(fwd) *F, const FN(fwd) Fd[2], frn_sched *sche
  * long as that many rows on one thread: batch 3 on 2 threads is a group of 2 rows
  * (and small tiles: 2 rows of LSTM H=128 run at 86% of the rate of 4). While the
  * cores are close, the units are split there instead, when the largest group is
- * 1.2 times its share or more (frn_split_uneven): 2 threads, close, medians of 5 alternated runs, us a
- * step, groups against units: batch 3 LSTM H=128 6.12 / 5.36, GRU H=128 4.70 / 3.97;
- * batch 5 LSTM H=128 9.05 / 7.40, GRU H=128 6.88 / 5.61, LSTM H=64 2.49 / 2.34; but
- * batch 7 (1.14 times) LSTM H=128 10.51 / 10.76, batch 3 LSTM H=64 and GRU H=64
- * the same. Far apart, the groups stay.
+ * 1.2 times its share or more (frn_split_uneven): 2 threads, close, medians of 5
+ * alternated runs, us a step, groups against units: batch 3 LSTM H=128 6.12 /
+ * 5.36, GRU H=128 4.70 / 3.97; batch 5 LSTM H=128 9.05 / 7.40, GRU H=128 6.88 /
+ * 5.61, LSTM H=64 2.49 / 2.34; but batch 7 (1.14 times) LSTM H=128 10.51 / 10.76,
+ * batch 3 LSTM H=64 and GRU H=64 the same. Far apart, the groups stay.
  */
 #ifndef FRN_SPLIT_SMALL_WHH
 #define FRN_SPLIT_SMALL_WHH (512.0 * 1024)
