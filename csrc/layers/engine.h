@@ -406,12 +406,6 @@ static FN(phase) FN(project_phase)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t l
     return ph;
 }
 
-static void FN(project)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t lda, int rows, FN(team) *tm)
-{
-    FN(phase) ph = FN(project_phase)(C, a, lda, rows);
-    FN(run_phase)(&ph, C, NULL, 0, tm, 0);
-}
-
 /* Streams step on their own helper threads below this many multiply-adds a step
    (LSTM H=256 at batch 1 is 0.5 M), in an OpenMP region from it on (stream_step). */
 #define FRN_STREAM_OMP_FMA (1024.0 * 1024.0)
@@ -517,15 +511,12 @@ static void FN(project_chunk)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
     if (done) frn_sched_done(tm->S, k, done, n);
     FN(ctx) Cx = *C0;
     Cx.xp = xp;
-    if (!tm && spread && F->proj_nt > 1) {
-        const FN(phase) ph = FN(project_phase)(&Cx, F->a, F->lda_a, rows);
-        const double fma = (double)rows * K * ph.xw;
-        if (fma >= FRN_SPREAD_FMA) {
-            FN(run_team)(&ph, frn_useful_threads(fma, fma, F->proj_nt, 1));
-            return;
-        }
-    }
-    FN(project)(&Cx, F->a, F->lda_a, rows, tm);
+    const FN(phase) ph = FN(project_phase)(&Cx, F->a, F->lda_a, rows);
+    const double fma = (double)rows * K * ph.xw;
+    if (!tm && spread && F->proj_nt > 1 && fma >= FRN_SPREAD_FMA)
+        FN(run_team)(&ph, frn_useful_threads(fma, fma, F->proj_nt, 1));
+    else
+        FN(run_phase)(&ph, &Cx, NULL, 0, tm, 0);
 }
 
 /* One (layer, direction) over the whole sequence; every thread of the team runs
