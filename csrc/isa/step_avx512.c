@@ -5,4 +5,6 @@
    or 8 rows x 3 vectors */
 #define FRN_MR_MAX4 6
 #define FRN_MR_MAX3 8
+/* a tile of several rows loads each panel vector once into a register (kernels/tile.h) */
+#define FRN_TILE_LOAD_REG 1
 #include "template.h"
