@@ -23,13 +23,14 @@
  * every row (vfmadd231ps mem, ...), so a tile of MR rows loads it MR times. On
  * AVX-512 that made the loads, not the FMAs, the limit of 2- and 3-row tiles (Zen 4
  * loads at most one zmm a cycle): FRN_TILE_LOAD_REG loads each vector once into a
- * register (load_reg) for the rows to share. Both builds in one process, alternating
- * blocks of calls, medians, us a step, 1 thread: LSTM H=128 batch 3 9.86 -> 8.47,
- * H=256 batch 2 23.1 -> 21.5, batch 3 33.7 -> 30.1; GRU H=256 batch 3 27.9 -> 23.5,
- * H=512 batch 3 111 -> 94.8; 2 threads 7-14% at batches 2-3; batches 1, 8 and 64
- * level. On AVX2 (16 registers, two ymm loads a cycle) the folded loads are as fast
- * or faster: holding the vectors made LSTM 18-50% slower at batches 2-8 (3 rows of 4
- * vectors and the 4 vectors spill) and GRU 0.87-1.21x, so it stays off there.
+ * register (load_reg) for the rows to share (a single row's loads stay folded: each
+ * vector feeds one FMA). Both builds in one process, alternating blocks of calls,
+ * medians, us a step, 1 thread: LSTM H=128 batch 3 9.86 -> 8.47, H=256 batch 2
+ * 23.1 -> 21.5, batch 3 33.7 -> 30.1; GRU H=256 batch 3 27.9 -> 23.5, H=512 batch 3
+ * 111 -> 94.8; 2 threads 7-14% at batches 2-3; batches 1, 8 and 64 level. On AVX2
+ * (16 registers, two ymm loads a cycle) the folded loads are as fast or faster:
+ * holding the vectors made LSTM 18-50% slower at batches 2-8 (3 rows of 4 vectors
+ * and the 4 vectors spill) and GRU 0.87-1.21x, so it stays off there.
  */
 #ifndef FRN_TILE_LOAD_REG
 #define FRN_TILE_LOAD_REG 0
@@ -40,31 +41,23 @@
         int K, const FRN_T *restrict a, ptrdiff_t lda, const FRN_T *restrict b,        \
         ptrdiff_t bs, FRN_T *restrict c, ptrdiff_t ldc, const FRN_T *restrict bias)    \
     {                                                                                  \
-        _Static_assert((MR) == 1 || (NP) == 1, "several rows: one panel");             \
         VT acc[MR][NP * NV];                                                           \
         _Pragma("GCC unroll 32") for (int r = 0; r < MR; r++)                          \
             _Pragma("GCC unroll 32") for (int j = 0; j < NP * NV; j++)                 \
                 acc[r][j] = V(zero)();                                                 \
         for (int k = 0; k < K; k++) {                                                  \
-            if (FRN_TILE_LOAD_REG && MR > 1) {                                         \
-                VT bv[NV];                                                             \
-                _Pragma("GCC unroll 32") for (int v = 0; v < NV; v++)                  \
-                    bv[v] = V(load_reg)(b + (ptrdiff_t)k * (NV * VL) + v * VL);        \
-                _Pragma("GCC unroll 32") for (int r = 0; r < MR; r++) {                \
-                    VT ar = V(set1)(a[r * lda + k]);                                   \
-                    _Pragma("GCC unroll 32") for (int v = 0; v < NV; v++)              \
-                        acc[r][v] = V(fma)(ar, bv[v], acc[r][v]);                      \
+            VT bk[NP * NV];                                                            \
+            _Pragma("GCC unroll 32") for (int p = 0; p < NP; p++)                      \
+                _Pragma("GCC unroll 32") for (int v = 0; v < NV; v++) {                \
+                    const FRN_T *bp = b + p * bs + (ptrdiff_t)k * (NV * VL) + v * VL;   \
+                    bk[p * NV + v] =                                                   \
+                        FRN_TILE_LOAD_REG && MR > 1 ? V(load_reg)(bp) : V(load)(bp);   \
                 }                                                                      \
-                continue;                                                              \
-            }                                                                          \
             _Pragma("GCC unroll 32") for (int r = 0; r < MR; r++)                      \
             {                                                                          \
                 VT ar = V(set1)(a[r * lda + k]);                                       \
-                _Pragma("GCC unroll 32") for (int p = 0; p < NP; p++)                  \
-                    _Pragma("GCC unroll 32") for (int v = 0; v < NV; v++)              \
-                        acc[r][p * NV + v] =                                           \
-                        V(fma)(ar, V(load)(b + p * bs + (ptrdiff_t)k * (NV * VL) + v * VL), \
-                               acc[r][p * NV + v]);                                    \
+                _Pragma("GCC unroll 32") for (int j = 0; j < NP * NV; j++)             \
+                    acc[r][j] = V(fma)(ar, bk[j], acc[r][j]);                          \
             }                                                                          \
         }                                                                              \
         if (bias) {                                                                    \
