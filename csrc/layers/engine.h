@@ -703,9 +703,11 @@ static void FN(group_plan)(FN(fwd) *F, int nt)
     if (F->ahead[1] && D * HO > kw) kw = D * HO;
     const int nkb = (kw + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
     F->ahead_rows = kw ? (nkb > FRN_AHEAD_ROWS ? nkb : FRN_AHEAD_ROWS) : 0;
-    const int a_rows = plain && F->chunk_rows > F->ahead_rows ? F->chunk_rows : F->ahead_rows;
-    const int xp_rows = plain && F->chunk_rows > 2 * F->ahead_rows ? F->chunk_rows
-                                                                   : 2 * F->ahead_rows;
+    /* gathered inputs and XP rows: a chunk projected first (plain layers), one woven
+       chunk gathered and two in XP (run_dir_ahead) */
+    const int pr = plain ? F->chunk_rows : 0;
+    const int a_rows = pr > F->ahead_rows ? pr : F->ahead_rows;
+    const int xp_rows = pr > 2 * F->ahead_rows ? pr : 2 * F->ahead_rows;
     F->state = FRN_ALIGN64((size_t)rows * P->ldh * es);
     F->a_bytes = FRN_ALIGN64((size_t)a_rows * F->lda_a * es);
     F->xp_bytes = FRN_ALIGN64((size_t)xp_rows * P->xw * es);
