@@ -168,7 +168,8 @@ def test_zero_and_nan(isa, dt, kind):
     assert np.array_equal(np.isnan(y), np.isnan(x))
 
 
-@pytest.mark.parametrize("isa,dt", [p.values[:2] for p in params(("exp",))])
+@pytest.mark.parametrize(
+    "isa,dt", [pytest.param(*p.values[:2], marks=p.marks, id=p.id) for p in params(("exp",))])
 def test_exp_limits(isa, dt):
     fi = np.finfo(dt)
     x = np.array([np.inf, -np.inf, fi.max, -fi.max, 1e4, -1e4,
