@@ -27,11 +27,19 @@ ISA_FLAGS = {
                       "-mf16c", "-mprefer-vector-width=512"],
 }
 
+# The C engine (csrc/, not the Cython module) undoes Python's -fwrapv: signed
+# overflow is never meant there (UBSan checks it, scripts/sanitize.sh), and without
+# the flag GCC keeps loop indices in wide registers. Zen 3 (AVX2), 1 thread, 3 x
+# 200 alternated calls: batch 64 LSTM H=128 / 512 1.04x / 1.04x faster, GRU H=256
+# 1.05x; batch 1 GRU H=128 1.04x, LSTM H=512 1.04x; LSTM H=64 and streams level.
+ENGINE_FLAGS = ["-fno-wrapv"]
+
 SANITIZE = os.environ.get("FASTRNN_SANITIZE", "") not in ("", "0")
 
 
 class BuildExt(build_ext):
-    """Adds each ISA file's flags to that file's compile only, and OpenMP."""
+    """Adds each ISA file's flags to that file's compile only, the engine's flags to
+    csrc/'s files, and OpenMP."""
 
     def build_extensions(self):
         compiler = self.compiler
@@ -39,6 +47,8 @@ class BuildExt(build_ext):
 
         def _compile(obj, src, ext, cc_args, extra_postargs, pp_opts):
             extra = list(extra_postargs) + ISA_FLAGS.get(Path(src).name, [])
+            if Path(src).parts[0] == "csrc":
+                extra += ENGINE_FLAGS
             return original(obj, src, ext, cc_args, extra, pp_opts)
 
         compiler._compile = _compile
