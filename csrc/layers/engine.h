@@ -412,7 +412,8 @@ static FN(phase) FN(project_phase)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t l
 
 /*
  * Batch-1 calls weave the input projection into the recurrent tiles (run_dir_ahead)
- * when W_hh is between these sizes. Measured against the plain
+ * when W_hh is between these sizes (never on AVX2: isa/step_avx2.c). Measured
+ * against the plain
  * path, 1 thread, T=100, I=H (1-thread AVX-512, 2-core Zen 4 VM, medians of 5
  * alternated runs): LSTM H=64..512 4-10% faster per step (H=512, 4 MB: 67.1 ->
  * 60.2 us), GRU H=128/512 5% and 4%; past ~6 MB (W_hh streamed from L3: LSTM
