@@ -195,11 +195,81 @@ static void FN(run_row)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ctx)
     }
 }
 
+/* The epilogue of rows [r0, r0 + mr) of panel p reads their rows of XP (and of c)
+   right after the tile -- in these cells panel p's units are XP's columns of input
+   panel p: ask for them now, so they arrive while the tile computes (XP of a chunk
+   outgrows L2 at large batches: LSTM H=512 at batch 64 reads 512 KB of it a step,
+   and its epilogue waited on L3 -- 14% of the time of the step's tiles, 6% with
+   this; batch 64, 1 thread: LSTM and GRU H=512 2.5% faster a call, H=128 the
+   same). */
+static inline void FN(prefetch_epi)(const FN(phase) *ph, const FN(ctx) *C, int r0, int mr, int p)
+{
+    if (ph->epi != FRN_EPI_LSTM && ph->epi != FRN_EPI_GRU && ph->epi != FRN_EPI_RNN) return;
+    const ptrdiff_t w = (ptrdiff_t)ph->nv * VL;
+    for (int r = 0; r < mr; r++) {
+        const char *x = (const char *)(C->xp + (ptrdiff_t)(r0 + r) * ph->xw + (ptrdiff_t)p * w);
+        for (ptrdiff_t o = 0; o < w * (ptrdiff_t)sizeof(FRN_T); o += 64)
+            __builtin_prefetch(x + o, 0, 3);
+        if (ph->epi == FRN_EPI_LSTM)
+            __builtin_prefetch(C->c + (ptrdiff_t)(r0 + r) * C->p->ldh + (ptrdiff_t)p * VL, 1, 3);
+    }
+}
+
+/* Row tiles [t0, t1) of panel p (at most FRN_EPI_MAX rows): every tile, then one
+   cell epilogue over all their rows, so that the activation chains of all those rows
+   are in flight together, as run_row does for the panels of one row. One epilogue
+   per tile (up to 3-4 rows on AVX2) left them waiting on each other's latency:
+   bitwise the same results, and on Zen 3 (AVX2), 3 x 150 alternated calls, 1
+   thread, LSTM H=128 and 512 at batch 64 1.05-1.06x / 1.04-1.08x faster, GRU H=128
+   and 512 1.06x / 1.04x, RNN H=256 1.06x, LSTM H=128 at batch 8 1.07x; 2 threads
+   1.03-1.07x at batches 16-64; batches 1-3 level. */
+static void FN(run_panel_rows)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s,
+                               int p, int t0, int t1, int base, int extra)
+{
+    const ptrdiff_t w = (ptrdiff_t)ph->nv * VL;
+    FRN_T acc[FRN_EPI_MAX * 4 * VL] __attribute__((aligned(64)));
+    const int R0 = t0 * base + (t0 < extra ? t0 : extra);
+    const int R1 = t1 * base + (t1 < extra ? t1 : extra);
+    const FRN_T *b = ph->b + (ptrdiff_t)p * ph->bs;
+    for (int rt = t0; rt < t1; rt++) {
+        const int r0 = rt * base + (rt < extra ? rt : extra), mr = base + (rt < extra);
+        FN(prefetch_epi)(ph, C, r0, mr, p);
+        FN(tile)(ph->nv, mr, 1, ph->K, ph->a + (ptrdiff_t)r0 * ph->lda, ph->lda, b, ph->bs,
+                 acc + (r0 - R0) * w, w, NULL);
+    }
+    FN(epilogue)(ph, C, hnext, s, R0, R1 - R0, p, 1, acc);
+}
+
 static void FN(run_items)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ctx) *C,
                           FRN_T *hnext, int s, long lo, long hi, int nrt, int chunk, int rev)
 {
     if (ph->rows == 1 && (ph2 || ph->epi != FRN_EPI_XP)) {
         FN(run_row)(ph, ph2, C, hnext, s, lo, hi, chunk, rev);
+        return;
+    }
+    if (!ph2 && !ph->racc &&
+        (ph->epi == FRN_EPI_LSTM || ph->epi == FRN_EPI_GRU || ph->epi == FRN_EPI_RNN)) {
+        /* runs of one panel's row tiles, in the phase's order (backwards when rev) */
+        const int base = ph->rows / nrt, extra = ph->rows % nrt;
+        const int maxt = FRN_EPI_MAX / (base + (extra > 0));
+        for (long done = 0; done < hi - lo;) {
+            long a0, a1;
+            if (rev) {
+                a1 = hi - done;
+                a0 = (a1 - 1) / nrt * nrt;
+                if (a0 < lo) a0 = lo;
+            } else {
+                a0 = lo + done;
+                a1 = (a0 / nrt + 1) * nrt;
+                if (a1 > hi) a1 = hi;
+            }
+            const int p = (int)(a0 / nrt), t0 = (int)(a0 - (long)p * nrt), n = (int)(a1 - a0);
+            const int parts = (n + maxt - 1) / maxt;
+            for (int q = 0; q < parts; q++)
+                FN(run_panel_rows)(ph, C, hnext, s, p, t0 + n * q / parts,
+                                   t0 + n * (q + 1) / parts, base, extra);
+            done += n;
+        }
         return;
     }
     /* nrt row tiles of base or base + 1 rows (the first `extra`) */
@@ -212,25 +282,7 @@ static void FN(run_items)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ct
         const int p = (int)(i / nrt), rt = (int)(i % nrt);
         const int r0 = rt * base + (rt < extra ? rt : extra);
         const int mr = base + (rt < extra);
-        if (ph->epi == FRN_EPI_LSTM || ph->epi == FRN_EPI_GRU || ph->epi == FRN_EPI_RNN) {
-            /* The epilogue reads this tile's rows of XP (and of c) right after the
-               tile -- in these cells panel p's units are XP's columns of input panel
-               p: ask for them now, so they arrive while the tile computes (XP of a
-               chunk outgrows L2 at large batches: LSTM H=512 at batch 64 reads 512 KB
-               of it a step, and its epilogue waited on L3 -- 14% of the time of the
-               step's tiles, 6% with this; batch 64, 1 thread: LSTM and GRU H=512
-               2.5% faster a call, H=128 the same). */
-            const ptrdiff_t w = (ptrdiff_t)ph->nv * VL * npg;
-            for (int r = 0; r < mr; r++) {
-                const char *x = (const char *)(C->xp + (ptrdiff_t)(r0 + r) * ph->xw +
-                                               (ptrdiff_t)p * ph->nv * VL);
-                for (ptrdiff_t o = 0; o < w * (ptrdiff_t)sizeof(FRN_T); o += 64)
-                    __builtin_prefetch(x + o, 0, 3);
-                if (ph->epi == FRN_EPI_LSTM)
-                    __builtin_prefetch(C->c + (ptrdiff_t)(r0 + r) * C->p->ldh + (ptrdiff_t)p * VL,
-                                       1, 3);
-            }
-        }
+        FN(prefetch_epi)(ph, C, r0, mr, p);
         FN(tile_epi)(ph, C, hnext, s, r0, mr, p, npg, acc);
         if (ph2 && ph2->racc) { /* eager products: the tile's rows, as a tile leaves them */
             const ptrdiff_t w = (ptrdiff_t)ph2->nv * VL;
