@@ -195,6 +195,13 @@ static void FN(run_row)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ctx)
     }
 }
 
+/* The first row of row tile rt: nrt tiles of base or base + 1 rows (the first
+   `extra`). */
+static inline int FN(tile_row0)(int rt, int base, int extra)
+{
+    return rt * base + (rt < extra ? rt : extra);
+}
+
 /* The epilogue of rows [r0, r0 + mr) of panel p reads their rows of XP (and of c)
    right after the tile -- in these cells panel p's units are XP's columns of input
    panel p: ask for them now, so they arrive while the tile computes (XP of a chunk
@@ -204,7 +211,6 @@ static void FN(run_row)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ctx)
    same). */
 static inline void FN(prefetch_epi)(const FN(phase) *ph, const FN(ctx) *C, int r0, int mr, int p)
 {
-    if (ph->epi != FRN_EPI_LSTM && ph->epi != FRN_EPI_GRU && ph->epi != FRN_EPI_RNN) return;
     const ptrdiff_t w = (ptrdiff_t)ph->nv * VL;
     for (int r = 0; r < mr; r++) {
         const char *x = (const char *)(C->xp + (ptrdiff_t)(r0 + r) * ph->xw + (ptrdiff_t)p * w);
@@ -228,11 +234,10 @@ static void FN(run_panel_rows)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hne
 {
     const ptrdiff_t w = (ptrdiff_t)ph->nv * VL;
     FRN_T acc[FRN_EPI_MAX * 4 * VL] __attribute__((aligned(64)));
-    const int R0 = t0 * base + (t0 < extra ? t0 : extra);
-    const int R1 = t1 * base + (t1 < extra ? t1 : extra);
+    const int R0 = FN(tile_row0)(t0, base, extra), R1 = FN(tile_row0)(t1, base, extra);
     const FRN_T *b = ph->b + (ptrdiff_t)p * ph->bs;
     for (int rt = t0; rt < t1; rt++) {
-        const int r0 = rt * base + (rt < extra ? rt : extra), mr = base + (rt < extra);
+        const int r0 = FN(tile_row0)(rt, base, extra), mr = base + (rt < extra);
         FN(prefetch_epi)(ph, C, r0, mr, p);
         FN(tile)(ph->nv, mr, 1, ph->K, ph->a + (ptrdiff_t)r0 * ph->lda, ph->lda, b, ph->bs,
                  acc + (r0 - R0) * w, w, NULL);
@@ -247,8 +252,7 @@ static void FN(run_items)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ct
         FN(run_row)(ph, ph2, C, hnext, s, lo, hi, chunk, rev);
         return;
     }
-    if (!ph2 && !ph->racc &&
-        (ph->epi == FRN_EPI_LSTM || ph->epi == FRN_EPI_GRU || ph->epi == FRN_EPI_RNN)) {
+    if (!ph2 && (ph->epi == FRN_EPI_LSTM || ph->epi == FRN_EPI_GRU || ph->epi == FRN_EPI_RNN)) {
         /* runs of one panel's row tiles, in the phase's order (backwards when rev) */
         const int base = ph->rows / nrt, extra = ph->rows % nrt;
         const int maxt = FRN_EPI_MAX / (base + (extra > 0));
@@ -280,9 +284,8 @@ static void FN(run_items)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ct
         const int npg = ph->rows == 1 ? (left < chunk ? (int)left : chunk) : 1;
         const long i = rev ? hi - done - npg : lo + done;
         const int p = (int)(i / nrt), rt = (int)(i % nrt);
-        const int r0 = rt * base + (rt < extra ? rt : extra);
+        const int r0 = FN(tile_row0)(rt, base, extra);
         const int mr = base + (rt < extra);
-        FN(prefetch_epi)(ph, C, r0, mr, p);
         FN(tile_epi)(ph, C, hnext, s, r0, mr, p, npg, acc);
         if (ph2 && ph2->racc) { /* eager products: the tile's rows, as a tile leaves them */
             const ptrdiff_t w = (ptrdiff_t)ph2->nv * VL;
@@ -465,9 +468,8 @@ static FN(phase) FN(project_phase)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t l
 /*
  * Batch-1 calls weave the input projection into the recurrent tiles (run_dir_ahead)
  * when W_hh is between these sizes (never on AVX2: isa/step_avx2.c). Measured
- * against the plain
- * path, 1 thread, T=100, I=H (1-thread AVX-512, 2-core Zen 4 VM, medians of 5
- * alternated runs): LSTM H=64..512 4-10% faster per step (H=512, 4 MB: 67.1 ->
+ * against the plain path, 1 thread, T=100, I=H (1-thread AVX-512, 2-core Zen 4 VM,
+ * medians of 5 alternated runs): LSTM H=64..512 4-10% faster per step (H=512, 4 MB: 67.1 ->
  * 60.2 us), GRU H=128/512 5% and 4%; past ~6 MB (W_hh streamed from L3: LSTM
  * H=768 and 896, GRU H=896) 3-8% slower, as the woven loop keeps fewer of
  * W_hh's loads in flight. With row pairs (kernels/tile.h) it also pays from

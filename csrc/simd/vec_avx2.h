@@ -58,8 +58,6 @@ static inline vf_t vf_select_lt(vf_t x, vf_t t, vf_t a, vf_t b)
 {
     return _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, t, _CMP_LT_OQ));
 }
-/* 1/d: a 12-bit estimate and one Newton step, exact division where the estimate
-   underflows or overflows (|d| beyond 2**126) */
 /* 1/d by division: on Zen 3 the divider runs beside the FMA pipes, where rcp and two
    Newton steps took five of their slots and twice the latency -- sigmoid 7.9 -> 5.8
    ns a vector over an array, 23.4 -> 20.8 ns a dependent call (1 thread, best of
