@@ -64,6 +64,8 @@ static inline vf_t vf_recip(vf_t d)
     vf_t e = _mm512_fnmadd_ps(d, y, _mm512_set1_ps(1.0f));
     return _mm512_fmadd_ps(y, e, y);
 }
+/* a / d to the precision of recip: a times the reciprocal */
+static inline vf_t vf_quot(vf_t a, vf_t d) { return _mm512_mul_ps(a, vf_recip(d)); }
 static inline vf_t vf_load_n(const float *p, int n)
 {
     return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
@@ -111,6 +113,7 @@ static inline vd_t vd_select_lt(vd_t x, vd_t t, vd_t a, vd_t b)
     return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, t, _CMP_LT_OQ), b, a);
 }
 static inline vd_t vd_recip(vd_t d) { return _mm512_div_pd(_mm512_set1_pd(1.0), d); }
+static inline vd_t vd_quot(vd_t a, vd_t d) { return _mm512_div_pd(a, d); }
 static inline vd_t vd_load_n(const double *p, int n)
 {
     return _mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1u), p);

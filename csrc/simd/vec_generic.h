@@ -83,6 +83,7 @@
         return r;                                                                      \
     }                                                                                  \
     static inline P##_t P##_recip(P##_t d) { return P##_div(P##_set1((T)1), d); }      \
+    static inline P##_t P##_quot(P##_t a, P##_t d) { return P##_div(a, d); }          \
     static inline P##_t P##_load_n(const T *p, int n)                                  \
     {                                                                                  \
         P##_t r = P##_zero();                                                          \
