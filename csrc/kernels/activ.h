@@ -30,7 +30,8 @@
  * abs-and-subtract and a multiply and select after the reciprocal (Zen 3, AVX2):
  * sigmoid over an array 9.35 -> 7.96 ns a vector, tanh 9.55 -> 9.04; layers (3 x 100
  * alternated calls, 1 thread) GRU H=128 1.055x faster at batch 1 and 1.02x at batch
- * 64, GRU H=512 at batch 64 1.026x, GRU H=128 streams 1.06x, LSTM 1.01-1.02x.
+ * 64, GRU H=512 at batch 64 1.026x, LSTM 1.01-1.02x; stream steps 1.00-1.04x (blocks
+ * of 20 calls per build, so each finds its weights in L2).
  * The test suite measures the error in ulps over a dense grid and special values
  * (tests/test_activations.py).
  */
