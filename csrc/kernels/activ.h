@@ -10,7 +10,7 @@
  * floor below; the clamp keeps NaN (x is the second operand of min/max).
  * sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) below, e = exp(-|x|): no
  * cancellation and no overflow anywhere, the relative error is that of exp plus the
- * reciprocal's, and sigmoid(-inf) = 0 exactly as in PyTorch.
+ * quotient's, and sigmoid(-inf) = 0 exactly as in PyTorch.
  * tanh(x) = e / (e + 2) with e = expm1(2x), itself 2^n (e^r - 1) + (2^n - 1) with a
  * polynomial for e^r - 1 that has no constant term (minimax for float, Taylor for
  * double): no cancellation at any x,
