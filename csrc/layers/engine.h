@@ -105,10 +105,10 @@ static inline long FN(phase_items)(const FN(phase) *ph, int *nrt_out)
  */
 static inline int FN(phase_chunk)(const FN(phase) *ph, const FN(phase) *ph2, long items, int nt)
 {
-    /* Batches: an eighth of a share per claim. A claim is an atomic
-       read-modify-write, which waits for every store in flight (the tiles' writes
-       to out and the state): claimed one tile at a time, it cost 10% of a
-       batch-64, two-thread LSTM H=128 call. */
+    /* Batches: an eighth of a share per claim (less near a share's end, sched.h).
+       A claim is an atomic read-modify-write, which waits for every store in flight
+       (the tiles' writes to out and the state): claimed one tile at a time, it cost
+       10% of a batch-64, two-thread LSTM H=128 call. */
     if (ph->rows != 1) return nt > 1 && items / nt >= 16 ? (int)(items / nt / 8) : 1;
     /* A fused stream step reads both phases' panels: counting only the input
        projection's (as before) chose groups of 2 for shares far past L1 (LSTM
