@@ -126,14 +126,15 @@ static inline void frn_share(long n, int t, int nt, long *lo, long *hi)
  * Chunks of FRN_GUIDED_CHUNK items or more shrink as a share runs out (a quarter of
  * what is left, at least one item), so the threads finish a phase together instead
  * of one waiting for the other's last whole chunk (at batch 64 and H=512 a chunk is
- * ~90 us of tiles). 2 threads, batch 64, LSTM H=512: time in frn_sched_wait 2.1% ->
- * 0.25% of a call's samples; both builds in one process, alternated calls, medians
- * of 4 A/Bs: LSTM H=512 1.014x / 1.014x / 1.015x / 0.996x, GRU H=512 1.002-1.035x;
- * H=128 and batch 8 level (0.99-1.01x). Chunks of one phase may then differ in size:
- * items, not chunks, are counted.
+ * 64-88 tiles, ~90 us). 2 threads, batch 64, LSTM H=512: time in frn_sched_wait
+ * 2.1% -> 0.25% of a call's samples; both builds in one process, alternated calls,
+ * medians of 4 A/Bs: LSTM H=512 1.014x / 1.014x / 1.015x / 0.996x, GRU H=512
+ * 1.002-1.035x. Smaller chunks (H=128 at batch 64: 16-22 tiles, ~5 us) gained
+ * nothing from it (GRU 0.98-1.01x), so they stay whole. Chunks of one phase may
+ * differ in size: items, not chunks, are counted.
  */
 #ifndef FRN_GUIDED_CHUNK
-#define FRN_GUIDED_CHUNK 8
+#define FRN_GUIDED_CHUNK 32
 #endif
 #ifndef FRN_GUIDED_DIV
 #define FRN_GUIDED_DIV 4
