@@ -252,9 +252,10 @@ static void FN(run_items)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ct
         FN(run_row)(ph, ph2, C, hnext, s, lo, hi, chunk, rev);
         return;
     }
+    /* nrt row tiles of base or base + 1 rows (the first `extra`) */
+    const int base = ph->rows / nrt, extra = ph->rows % nrt;
     if (!ph2 && (ph->epi == FRN_EPI_LSTM || ph->epi == FRN_EPI_GRU || ph->epi == FRN_EPI_RNN)) {
         /* runs of one panel's row tiles, in the phase's order (backwards when rev) */
-        const int base = ph->rows / nrt, extra = ph->rows % nrt;
         const int maxt = FRN_EPI_MAX / (base + (extra > 0));
         for (long done = 0; done < hi - lo;) {
             long a0, a1;
@@ -276,8 +277,6 @@ static void FN(run_items)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ct
         }
         return;
     }
-    /* nrt row tiles of base or base + 1 rows (the first `extra`) */
-    const int base = ph->rows / nrt, extra = ph->rows % nrt;
     FRN_T acc[FRN_MR_MAX3 * 4 * VL * 4] __attribute__((aligned(64)));
     for (long done = 0; done < hi - lo;) {
         const long left = hi - lo - done;
