@@ -16,9 +16,11 @@
  *   W_hh RNN        4 unit blocks                    4
  *   W_hr LSTM       4 blocks of projected units      4    projection
  *
- * The input projection of every step lands in XP rows of xw = nbp*G*VL values in
- * the order [unit block][gate][lane], with every bias that can be folded in
- * (b_ih + b_hh; for GRU with lbr=True, b_hn stays apart because r multiplies it).
+ * The input projection of every step lands in XP rows of nbp*G*VL values in the
+ * order [unit block][gate][lane] (row stride xw: one cache line more when that
+ * width is a multiple of 512 bytes, see pack.c), with every bias that can be
+ * folded in (b_ih + b_hh; for GRU with lbr=True, b_hn stays apart because r
+ * multiplies it).
  * Reduction (K) dimensions are never padded, so padded units never feed back.
  */
 #ifndef FRN_PLAN_H
@@ -48,7 +50,7 @@ struct frn_plan {
     int G;         /* gates */
     int h_out;     /* proj_size or hidden_size */
     int nb, nbp;   /* unit blocks, padded to a multiple of every U of the cell */
-    int xw;        /* XP row width */
+    int xw;        /* XP row stride (nbp*G*VL values, or one cache line more) */
     int u_x, nv_x, np_x;
     int u_h, nv_h, np_h;
     int np_n;      /* GRU lbr=False */
