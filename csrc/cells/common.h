@@ -23,7 +23,7 @@ typedef struct {
     FRN_T *c;
     FRN_T *m;             /* LSTM projection input, GRU (lbr=False) r*h */
     FRN_T *z;             /* GRU (lbr=False) update gate */
-    /* input projections of the current chunk, xw per row */
+    /* input projections of the current chunk, row stride p->xw */
     FRN_T *xp;
 } FN(ctx);
 

@@ -176,7 +176,7 @@ typedef struct {
     const FRN_T *b;        /* W_ih panels, bs elements apart */
     ptrdiff_t bs;
     const FRN_T *bias;     /* folded biases in the XP layout, or NULL */
-    FRN_T *xp;             /* the chunk's XP rows, xw values each */
+    FRN_T *xp;             /* the chunk's XP rows, row stride xw */
     int xw;
     const FRN_T *x0;       /* row r's input at x0 + r*xst */
     ptrdiff_t xst;

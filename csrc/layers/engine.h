@@ -54,9 +54,9 @@ typedef struct {
     /* FRN_EPI_XP: destination rows and the folded biases */
     FRN_T *xp;
     const FRN_T *bias;
-    int xw;
+    int xw; /* row stride of xp and racc */
     /* a cell phase whose recurrent products are already computed (a stream's eager
-       W_hh h, see stream_recur): rows of xw values in the XP layout */
+       W_hh h, see stream_recur): rows of stride xw in the XP layout */
     const FRN_T *racc;
     /* batch 1: a later chunk's input projection to weave into this phase's tiles
        (kernels/tile.h, "projection ahead"; run_dir_ahead) */
@@ -566,7 +566,7 @@ static void FN(project_chunk)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
     FN(ctx) Cx = *C0;
     Cx.xp = xp;
     const FN(phase) ph = FN(project_phase)(&Cx, F->a, F->lda_a, rows);
-    const double fma = (double)rows * K * ph.xw;
+    const double fma = (double)rows * K * ph.np * ph.nv * VL; /* xw may be padded */
     if (!tm && spread && F->proj_nt > 1 && fma >= FRN_SPREAD_FMA)
         FN(run_team)(&ph, frn_useful_threads(fma, fma, F->proj_nt, 1));
     else
