@@ -45,6 +45,11 @@ int frn_cpu_isa(void)
 {
 #ifdef FRN_HAVE_X86
     __builtin_cpu_init();
+#ifdef FRN_EMULATE_AVX512
+    /* a test build (setup.py, simd/emu_avx512.h): the AVX-512 engine runs on
+       emulated intrinsics, themselves built for AVX2 and FMA */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return FRN_ISA_AVX512;
+#endif
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
         return FRN_ISA_AVX512;
@@ -681,13 +686,21 @@ int frn_batch_split_mode(void)
 
 void frn_set_max_threads(int n) { omp_set_num_threads(n); }
 
+/* a test build's AVX-512 path runs on emulated intrinsics (setup.py): said here, so
+   that fastrnn.config() and every bench or test header show it */
+#ifdef FRN_EMULATE_AVX512
+#define FRN_BUILD_NOTE ", avx512 emulated (a test build)"
+#else
+#define FRN_BUILD_NOTE ""
+#endif
+
 const char *frn_compiler(void)
 {
 #if defined(__clang__)
-    return "clang " __clang_version__;
+    return "clang " __clang_version__ FRN_BUILD_NOTE;
 #elif defined(__GNUC__)
-    return "gcc " __VERSION__;
+    return "gcc " __VERSION__ FRN_BUILD_NOTE;
 #else
-    return "unknown";
+    return "unknown" FRN_BUILD_NOTE;
 #endif
 }

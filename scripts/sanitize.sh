@@ -18,16 +18,18 @@
 # gcc; its libasan/libubsan are preloaded), FASTRNN_SANITIZE_KEEP=1 keeps the
 # work directory.
 #
-# The default subset (about 5 minutes on 2 cores, build included) is every test
-# file that drives the C engine or its wrappers without needing torch: errors,
-# streams, cells, hardening, activations, the property tests (which also run the
-# C decoding loop of Seq2Seq/LanguageModel generation and Linear's kernels on
-# random models, on every ISA path), runtime (threads, per-thread workspaces), and
-# the kernels against the reference -- without test_kernels' `generic` cases (the
-# scalar path runs ~10x slower under ASan: 11 minutes for that file alone; its
-# micro-kernels still run here through test_activations and test_properties), and
-# with the several-chunk sequences on the best ISA only (the chunking is the same
-# code on every path). torch and the other peers are not installed (CI is unset):
+# The default subset (about 5 minutes on 2 cores, build included; 9 with the
+# emulated AVX-512 path below) is every test file that drives the C engine or its
+# wrappers without needing torch: errors, streams, cells, hardening, activations,
+# the property tests (which also run the C decoding loop of Seq2Seq/LanguageModel
+# generation and Linear's kernels on random models, on every ISA path), runtime
+# (threads, per-thread workspaces), and the kernels against the reference -- without
+# test_kernels' `generic` cases (the scalar path runs ~10x slower under ASan: 11
+# minutes for that file alone; its micro-kernels still run here through
+# test_activations and test_properties), and with the several-chunk sequences on the
+# best ISA only (the chunking is the same code on every path). On an x86-64 CPU with
+# AVX2 but not AVX-512, the AVX-512 path is built on emulated intrinsics and is one
+# of those paths (below). torch and the other peers are not installed (CI is unset):
 # their tests skip here and run in the normal test job; so do the loader fuzzing,
 # CLI and leak tests, which exercise Python code (and the leak test measures RSS,
 # which ASan's allocator changes).
@@ -60,7 +62,19 @@ py="$work/venv/bin/python"
 "$py" -m pip install --quiet "setuptools>=64" "Cython>=3.0" "numpy>=1.25" pytest \
     pytest-benchmark hypothesis threadpoolctl
 
-echo "== sanitized build (FASTRNN_SANITIZE=1, $cc)"
+# On an x86-64 CPU without AVX-512 the AVX-512 engine is built on emulated
+# intrinsics (setup.py: FASTRNN_EMULATE_AVX512=1), so that the tests that run every
+# path run that one too, sanitized; FASTRNN_ISA keeps the CPU's own best path the
+# default for the others.
+flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+has() { for f in "$@"; do [[ "$flags" == *" $f "* ]] || return 1; done; }
+build_env=(FASTRNN_SANITIZE=1)
+if has avx2 fma && ! has avx512f avx512dq avx512bw avx512vl; then
+    build_env+=(FASTRNN_EMULATE_AVX512=1)
+    export FASTRNN_ISA="${FASTRNN_ISA:-avx2}"
+fi
+
+echo "== sanitized build (${build_env[*]}, $cc)"
 mkdir "$work/src"
 cp -R "$repo/setup.py" "$repo/pyproject.toml" "$repo/README.md" "$repo/fastrnn" \
     "$repo/csrc" "$work/src/"
@@ -68,7 +82,7 @@ cp -R "$repo/setup.py" "$repo/pyproject.toml" "$repo/README.md" "$repo/fastrnn" 
 find "$work/src" \( -name '*.so' -o -name '*.o' -o -name '__pycache__' \) -prune \
     -exec rm -rf {} +
 rm -f "$work/src/fastrnn/_kernels.c"
-(cd "$work/src" && FASTRNN_SANITIZE=1 CC="$cc" "$py" setup.py build_ext --inplace \
+(cd "$work/src" && env "${build_env[@]}" CC="$cc" "$py" setup.py build_ext --inplace \
     >"$work/build.log" 2>&1) || { tail -n 40 "$work/build.log"; exit 1; }
 so="$(ls "$work"/src/fastrnn/_kernels*.so)"
 nm -D --undefined-only "$so" >"$work/symbols.txt"

@@ -11,7 +11,11 @@
  */
 #ifndef FRN_VEC_AVX512_H
 #define FRN_VEC_AVX512_H
+#ifdef FRN_EMULATE_AVX512
+#include "emu_avx512.h" /* test builds on CPUs without AVX-512 (setup.py) */
+#else
 #include <immintrin.h>
+#endif
 
 #define FRN_ISA_SUFFIX avx512
 
@@ -24,7 +28,9 @@ static inline vf_t vf_load(const float *p) { return _mm512_loadu_ps(p); }
 static inline vf_t vf_load_reg(const float *p)
 {
     vf_t v = _mm512_loadu_ps(p);
+#ifndef FRN_EMULATE_AVX512
     __asm__("" : "+v"(v));
+#endif
     return v;
 }
 static inline void vf_store(float *p, vf_t v) { _mm512_storeu_ps(p, v); }
@@ -82,7 +88,9 @@ static inline vd_t vd_load(const double *p) { return _mm512_loadu_pd(p); }
 static inline vd_t vd_load_reg(const double *p)
 {
     vd_t v = _mm512_loadu_pd(p);
+#ifndef FRN_EMULATE_AVX512
     __asm__("" : "+v"(v));
+#endif
     return v;
 }
 static inline void vd_store(double *p, vd_t v) { _mm512_storeu_pd(p, v); }
