@@ -123,8 +123,10 @@ ctypes.memset(x, 0, 4 * n)
 lib.frn_activation(0, 0, 1, ctypes.c_void_p(x), ctypes.c_void_p(y), ctypes.c_size_t(n))
 print("canary not caught")
 '
-# (in a subshell whose stderr is dropped: bash reports the abort it expects)
-if ("$py" -c "$canary" "$work/src" >"$work/canary.log" 2>&1) 2>/dev/null \
+# (in a subshell whose stderr is dropped, and which cannot exec python in its place
+# -- the `exit` after it -- so that the subshell, not this script, reports the abort
+# it expects)
+if ("$py" -c "$canary" "$work/src" >"$work/canary.log" 2>&1; exit $?) 2>/dev/null \
         || ! grep -q 'heap-buffer-overflow' "$work/canary.log"; then
     cat "$work/canary.log"
     echo "sanitize.sh: the canary overflow was not reported; the sanitizer is not active" >&2
