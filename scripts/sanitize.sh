@@ -69,7 +69,9 @@ py="$work/venv/bin/python"
 flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
 has() { for f in "$@"; do [[ "$flags" == *" $f "* ]] || return 1; done; }
 build_env=(FASTRNN_SANITIZE=1)
+emulate=0
 if has avx2 fma && ! has avx512f avx512dq avx512bw avx512vl; then
+    emulate=1
     build_env+=(FASTRNN_EMULATE_AVX512=1)
     export FASTRNN_ISA="${FASTRNN_ISA:-avx2}"
 fi
@@ -108,6 +110,12 @@ assert fastrnn.__file__.startswith(sys.argv[1]), f"imported {fastrnn.__file__}, 
 fastrnn.show_config()
 EOF
 best="$("$py" -c 'import fastrnn; print(fastrnn.config()["isa"])')"
+if [ "$emulate" = 1 ] && ! "$py" -c '
+import fastrnn, sys
+sys.exit("avx512" not in fastrnn.config()["isa_available"])'; then
+    echo "sanitize.sh: the emulated AVX-512 path was asked for but is not offered" >&2
+    exit 1
+fi
 
 echo "== canary: a deliberate heap overflow in the engine must be reported"
 # frn_activation writes n results to y; give it room for n - 1 (malloc'd, so
