@@ -29,13 +29,14 @@
 
 typedef int32_t frn_emu_i32 __attribute__((vector_size(64)));
 
-/* op on the two 256-bit halves A.h[i] of a (and B, C of b, c), returned */
+/* the two 256-bit halves of a 512-bit vector */
 typedef union { __m512 v; __m256 h[2]; } frn_emu_halves_ps;
 typedef union { __m512d v; __m256d h[2]; } frn_emu_halves_pd;
-#define FRN_EMU_HALVES(SUF, a_, op, b_, c_)                                                        \
-    frn_emu_halves_##SUF A = {a_}, B = {b_}, C = {c_};                                             \
-    (void)B;                                                                                       \
-    (void)C;                                                                                       \
+static inline __m256 frn_emu_half_ps(__m512 v, int i) { return ((frn_emu_halves_ps){v}).h[i]; }
+static inline __m256d frn_emu_half_pd(__m512d v, int i) { return ((frn_emu_halves_pd){v}).h[i]; }
+/* returns op applied to each half i of a (A.h[i]; other operands by frn_emu_half) */
+#define FRN_EMU_HALVES(SUF, a_, op)                                                                \
+    frn_emu_halves_##SUF A = {a_};                                                                 \
     for (int i = 0; i < 2; i++) A.h[i] = op;                                                       \
     return A.v
 
@@ -57,19 +58,23 @@ typedef union { __m512d v; __m256d h[2]; } frn_emu_halves_pd;
     /* the AVX2 instruction on each half: the same rounding and NaN rules */                       \
     static inline VT frn_emu_fmadd_##SUF(VT a, VT b, VT c)                                         \
     {                                                                                              \
-        FRN_EMU_HALVES(SUF, a, _mm256_fmadd_##SUF(A.h[i], B.h[i], C.h[i]), b, c);                  \
+        FRN_EMU_HALVES(SUF, a,                                                                     \
+                       _mm256_fmadd_##SUF(A.h[i], frn_emu_half_##SUF(b, i),                        \
+                                           frn_emu_half_##SUF(c, i)));                             \
     }                                                                                              \
     static inline VT frn_emu_fnmadd_##SUF(VT a, VT b, VT c)                                        \
     {                                                                                              \
-        FRN_EMU_HALVES(SUF, a, _mm256_fnmadd_##SUF(A.h[i], B.h[i], C.h[i]), b, c);                 \
+        FRN_EMU_HALVES(SUF, a,                                                                     \
+                       _mm256_fnmadd_##SUF(A.h[i], frn_emu_half_##SUF(b, i),                       \
+                                           frn_emu_half_##SUF(c, i)));                             \
     }                                                                                              \
     static inline VT frn_emu_min_##SUF(VT a, VT b)                                                 \
     {                                                                                              \
-        FRN_EMU_HALVES(SUF, a, _mm256_min_##SUF(A.h[i], B.h[i]), b, b);                            \
+        FRN_EMU_HALVES(SUF, a, _mm256_min_##SUF(A.h[i], frn_emu_half_##SUF(b, i)));                \
     }                                                                                              \
     static inline VT frn_emu_max_##SUF(VT a, VT b)                                                 \
     {                                                                                              \
-        FRN_EMU_HALVES(SUF, a, _mm256_max_##SUF(A.h[i], B.h[i]), b, b);                            \
+        FRN_EMU_HALVES(SUF, a, _mm256_max_##SUF(A.h[i], frn_emu_half_##SUF(b, i)));                \
     }                                                                                              \
     static inline VT frn_emu_abs_##SUF(VT a)                                                       \
     {                                                                                              \
@@ -81,8 +86,7 @@ typedef union { __m512d v; __m256d h[2]; } frn_emu_halves_pd;
     {                                                                                              \
         if (imm != (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)) __builtin_trap();              \
         FRN_EMU_HALVES(SUF, a,                                                                     \
-                       _mm256_round_##SUF(A.h[i], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),  \
-                       a, a);                                                                      \
+                       _mm256_round_##SUF(A.h[i], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)); \
     }                                                                                              \
     static inline VT frn_emu_scalef_##SUF(VT a, VT n)                                              \
     {                                                                                              \
