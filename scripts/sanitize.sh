@@ -18,8 +18,8 @@
 # gcc; its libasan/libubsan are preloaded), FASTRNN_SANITIZE_KEEP=1 keeps the
 # work directory.
 #
-# The default subset (about 5 minutes on 2 cores, build included; 9 with the
-# emulated AVX-512 path below) is every test file that drives the C engine or its
+# The default subset (about 7 minutes on 2 cores with 2 pytest workers, build and
+# the emulated AVX-512 path below included) is every test file that drives the C engine or its
 # wrappers without needing torch: errors, streams, cells, hardening, activations,
 # the property tests (which also run the C decoding loop of Seq2Seq/LanguageModel
 # generation and Linear's kernels on random models, on every ISA path), runtime
@@ -45,6 +45,9 @@ else
     trap 'rm -rf "$work"' EXIT
 fi
 
+# pytest workers (pytest-xdist), as in test.sh: one per CPU, at most 4, or FASTRNN_TEST_JOBS
+jobs="${FASTRNN_TEST_JOBS:-$(n=$(nproc); echo $((n < 4 ? n : 4)))}"
+
 asan="$("$cc" -print-file-name=libasan.so)"
 ubsan="$("$cc" -print-file-name=libubsan.so)"
 for lib in "$asan" "$ubsan"; do
@@ -60,7 +63,7 @@ echo "== fresh virtualenv (numpy, Cython, pytest, hypothesis, threadpoolctl)"
 py="$work/venv/bin/python"
 "$py" -m pip install --quiet --upgrade pip
 "$py" -m pip install --quiet "setuptools>=64" "Cython>=3.0" "numpy>=1.25" pytest \
-    pytest-benchmark hypothesis threadpoolctl
+    pytest-benchmark pytest-xdist hypothesis threadpoolctl
 
 # On an x86-64 CPU without AVX-512 the AVX-512 engine is built on emulated
 # intrinsics (setup.py: FASTRNN_EMULATE_AVX512=1), so that the tests that run every
@@ -138,7 +141,7 @@ if ("$py" -c "$canary" "$work/src" >"$work/canary.log" 2>&1; exit $?) 2>/dev/nul
 fi
 echo "caught: $(grep -m1 'ERROR: AddressSanitizer' "$work/canary.log")"
 
-echo "== tests under ASan + UBSan"
+echo "== tests under ASan + UBSan ($jobs pytest workers)"
 if [ $# -eq 0 ]; then
     if [ "$best" = generic ]; then  # no vector path here: the generic one is all there is
         select="not (test_kernels and long_sequences)"
@@ -152,4 +155,4 @@ if [ $# -eq 0 ]; then
 fi
 # --capture=sys: a sanitizer report goes to file descriptor 2, which pytest's
 # default capture would swallow along with the process it ends.
-"$py" -m pytest -p no:cacheprovider -q --capture=sys "$@"
+"$py" -m pytest -p no:cacheprovider -q --capture=sys -n "$jobs" "$@"

@@ -6,10 +6,13 @@
 # test suite, run from outside the source tree against the installed package.
 #   bash scripts/test.sh            # everything
 #   bash scripts/test.sh -k stream  # extra arguments go to pytest
+# The tests run in parallel processes (pytest-xdist): one per CPU, at most 4;
+# FASTRNN_TEST_JOBS sets the number (0: in this process, one test at a time).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-python3}"
+jobs="${FASTRNN_TEST_JOBS:-$(n=$(nproc); echo $((n < 4 ? n : 4)))}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/fastrnn-test.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
@@ -28,5 +31,5 @@ sdist="$(ls "$work"/dist/fastrnn-*.tar.gz)"
 
 cd "$work"
 "$py" -c "import fastrnn; fastrnn.show_config()"
-echo "== tests"
-"$py" -m pytest "$repo/tests" -p no:cacheprovider -q "$@"
+echo "== tests ($jobs pytest workers)"
+"$py" -m pytest "$repo/tests" -p no:cacheprovider -q -n "$jobs" "$@"
