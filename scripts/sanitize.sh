@@ -45,9 +45,6 @@ else
     trap 'rm -rf "$work"' EXIT
 fi
 
-# pytest workers (pytest-xdist), as in test.sh: one per CPU, at most 4, or FASTRNN_TEST_JOBS
-jobs="${FASTRNN_TEST_JOBS:-$(n=$(nproc); echo $((n < 4 ? n : 4)))}"
-
 asan="$("$cc" -print-file-name=libasan.so)"
 ubsan="$("$cc" -print-file-name=libubsan.so)"
 for lib in "$asan" "$ubsan"; do
@@ -141,7 +138,10 @@ if ("$py" -c "$canary" "$work/src" >"$work/canary.log" 2>&1; exit $?) 2>/dev/nul
 fi
 echo "caught: $(grep -m1 'ERROR: AddressSanitizer' "$work/canary.log")"
 
-echo "== tests under ASan + UBSan ($jobs pytest workers)"
+# pytest-xdist workers, as in test.sh
+workers=(-n auto --maxprocesses 4)
+[ -z "${FASTRNN_TEST_JOBS:-}" ] || workers=(-n "$FASTRNN_TEST_JOBS")
+echo "== tests under ASan + UBSan (pytest-xdist: ${workers[*]})"
 if [ $# -eq 0 ]; then
     if [ "$best" = generic ]; then  # no vector path here: the generic one is all there is
         select="not (test_kernels and long_sequences)"
@@ -155,4 +155,4 @@ if [ $# -eq 0 ]; then
 fi
 # --capture=sys: a sanitizer report goes to file descriptor 2, which pytest's
 # default capture would swallow along with the process it ends.
-"$py" -m pytest -p no:cacheprovider -q --capture=sys -n "$jobs" "$@"
+"$py" -m pytest -p no:cacheprovider -q --capture=sys "${workers[@]}" "$@"

@@ -12,7 +12,6 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-python3}"
-jobs="${FASTRNN_TEST_JOBS:-$(n=$(nproc); echo $((n < 4 ? n : 4)))}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/fastrnn-test.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
@@ -31,5 +30,8 @@ sdist="$(ls "$work"/dist/fastrnn-*.tar.gz)"
 
 cd "$work"
 "$py" -c "import fastrnn; fastrnn.show_config()"
-echo "== tests ($jobs pytest workers)"
-"$py" -m pytest "$repo/tests" -p no:cacheprovider -q -n "$jobs" "$@"
+# pytest-xdist workers: one per CPU, at most 4, or FASTRNN_TEST_JOBS (0: none)
+workers=(-n auto --maxprocesses 4)
+[ -z "${FASTRNN_TEST_JOBS:-}" ] || workers=(-n "$FASTRNN_TEST_JOBS")
+echo "== tests (pytest-xdist: ${workers[*]})"
+"$py" -m pytest "$repo/tests" -p no:cacheprovider -q "${workers[@]}" "$@"
