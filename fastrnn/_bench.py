@@ -124,7 +124,9 @@ def add_parser(subparsers):
     add("--kind", action="extend", type=_choices(("seq", "stream", "generate")),
         metavar="seq|stream|generate",
         help="whole-sequence calls, per-step streaming, text generation with the bundled "
-             "char-LM example (tokens/s against the same loop in torch); default all")
+             "char-LM example (tokens/s against the same loop in torch); default all, "
+             "but generation only while no flag describes the network (--cell, --hidden, "
+             "--input, --batch, --seq, --layers, --bidirectional): its network is fixed")
     add("--engine", "--engines", dest="engines", action="extend",
         type=_choices(engines_mod.ENGINES), metavar="NAME",
         help=f"engines to run ({', '.join(engines_mod.ENGINES)}; default all; fastrnn is "
@@ -190,9 +192,30 @@ def build_cases(args) -> tuple:
     return cases, notes
 
 
-def _run_generation(threads, quick, progress) -> list:
+# flags that describe the network of the cases; the generation section's is fixed
+_NETWORK_FLAGS = ("cell", "hidden", "input", "batch", "seq", "layers", "bidirectional")
+
+
+def _wants_generation(args) -> tuple:
+    """Whether to run the generation section, and a note when it is left out.
+
+    Asked for by ``--kind generate``; by default (no ``--kind``) run only while no flag
+    narrows the network, as its char-LM is none of the networks such flags describe.
+    """
+    if args.kind:
+        return "generate" in args.kind, None
+    given = [f"--{f}" for f in _NETWORK_FLAGS if getattr(args, f)]
+    if given:
+        return False, (f"generation left out: its network is the bundled char-LM, which "
+                       f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not describe "
+                       "(--kind generate runs it)")
+    return True, None
+
+
+def _run_generation(threads, quick, progress, time_torch=True) -> list:
     """Tokens/s of the bundled char-LM example (fastrnn/_bench_generate.py) at each
-    thread count: fastrnn's C decoding loop against the same loop in torch."""
+    thread count: fastrnn's C decoding loop against the same loop in torch (or, with
+    ``time_torch`` False, torch only as the check's oracle)."""
     from . import _bench_generate
 
     rows = []
@@ -201,7 +224,7 @@ def _run_generation(threads, quick, progress) -> list:
         for n in threads:
             progress.stage(f"generation, {n} thread{'s' if n > 1 else ''}")
             _set_threads(n)
-            rows += _bench_generate.run(quick)
+            rows += _bench_generate.run(quick, time_torch=time_torch)
     finally:
         fastrnn.set_num_threads(before)
     return rows
@@ -246,6 +269,19 @@ def _check_output_path(flag: str, path: str):
         return f"{flag} {path}: the directory {parent} does not exist"
     if os.path.isdir(path):
         return f"{flag} {path}: is a directory; give a file name"
+    return None
+
+
+def _check_plot_format(path: str):
+    """None, or why matplotlib cannot write ``path`` (its suffix names the format; no
+    suffix is PNG): checked before the run, not after it."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = os.path.splitext(path)[1][1:].lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix and suffix not in formats:
+        return (f"--plot {path}: matplotlib cannot write '.{suffix}' files; give a name "
+                f"ending in one of {', '.join('.' + f for f in sorted(formats))}")
     return None
 
 
@@ -306,8 +342,13 @@ def main(args) -> int:
             sys.stderr.write("fastrnn bench: error: --plot needs matplotlib, which is not "
                              "installed (pip install matplotlib)\n")
             return 1
+        problem = _check_plot_format(args.plot)
+        if problem:
+            return _usage_error(problem)
     cases, notes = build_cases(args)
-    generate = not args.kind or "generate" in args.kind
+    generate, note = _wants_generation(args)
+    if note:
+        notes.append(note)
     if not cases and not generate:
         return _usage_error("these flags leave no case to run")
     selected = ["fastrnn"] + [e for e in engines_mod.ENGINES
@@ -358,7 +399,7 @@ def main(args) -> int:
     gen_rows = []
     if generate:
         gen_rows = _run_generation(threads or _unique(args.threads or [1, 2]), args.quick,
-                                   progress)
+                                   progress, time_torch="torch" in selected)
     core.derive(results, refs["gemm_peak"], refs["matvec"])
     info["others_load"] = whole_run.fraction()
     info["seconds"] = round(time.perf_counter() - started, 1)

@@ -49,6 +49,9 @@ def test_small_run_succeeds(small_run):
         assert text in out, text
     if has_mpl:
         assert (d / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the generation section's network is fixed: flags that narrow the network leave it out
+    assert "Generation:" not in out
+    assert "generation left out" in out and "--cell, --hidden do not describe" in out
 
 
 def test_json_structure(small_run):
@@ -85,6 +88,51 @@ def test_json_structure(small_run):
             assert r["bandwidth_bound_us_per_step"] > 0 and r["time_over_bound"] > 0
     fast = [r for r in results if r["engine"] == "fastrnn"]
     assert len(fast) == 3 and all(r["status"] == "ok" for r in fast)
+    assert doc["generation"] == []
+
+
+@pytest.mark.parametrize("argv, runs", [
+    ([], True),
+    (["--threads", "1", "--quick", "--engine", "fastrnn"], True),  # not about the network
+    (["--cell", "gru"], False),
+    (["--hidden", "64"], False),
+    (["--batch", "8"], False),
+    (["--seq", "10"], False),
+    (["--layers", "2"], False),
+    (["--input", "3"], False),
+    (["--bidirectional"], False),
+    (["--kind", "seq"], False),
+    (["--kind", "generate", "--cell", "gru"], True),  # asked for by name
+])
+def test_generation_runs_only_for_its_own_network(argv, runs):
+    from fastrnn import _bench
+    from fastrnn.cli import build_parser
+
+    args = build_parser().parse_args(["bench", *argv])
+    wanted, note = _bench._wants_generation(args)
+    assert wanted is runs
+    assert (note is not None) == (not runs and not args.kind)
+
+
+def test_generation_without_torch_timed():
+    """--engine without torch: torch (when installed) only checks the log p."""
+    from fastrnn import _bench_generate
+
+    rows = _bench_generate.run(quick=True, time_torch=False)
+    assert [r["engine"] for r in rows] == ["fastrnn"] * 4
+    for r in rows:
+        assert "speedup" not in r and r["tokens_per_s"] > 0
+        assert r["check"] == ("ok" if importlib.util.find_spec("torch") else
+                              "unchecked (torch not installed)")
+
+
+def test_plot_format_refused_before_the_run(tmp_path):
+    pytest.importorskip("matplotlib")
+    proc = bench("--quick", "--kind", "seq", "--plot", tmp_path / "chart.txt", cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--plot" in lines[0] and ".png" in lines[0], proc.stderr
+    assert proc.stdout == ""
 
 
 @pytest.mark.parametrize("args, word", [
