@@ -307,9 +307,10 @@ cdef class Stream:
         """One step, if x (and out, unless None) are exactly what the engine takes:
         C-contiguous arrays of the plan's dtype, x (B, I) or (I,) for B = 1, out of
         the matching shape (B, H_out) or (H_out,). Returns out (allocated when None),
-        or None -- without stepping -- when an argument is not of that form, so the
-        caller can convert it or say what is wrong. n_threads <= 0: the calling
-        thread's setting (max_threads(), asked by the engine)."""
+        or None -- without stepping -- when an argument is not of that form, or when
+        out overlaps x (the engine writes out while it still reads x), so the caller
+        can convert it or say what is wrong. n_threads <= 0: the calling thread's
+        setting (max_threads(), asked by the engine)."""
         cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>x) if cnp.PyArray_Check(x) else 0
         if nd < 1 or not self._fits(x, nd, self.in_size, False):
             return None
@@ -317,8 +318,11 @@ cdef class Stream:
             out = cnp.PyArray_EMPTY(nd, &self.out_dims[2 - nd], self.typenum, 0)
         elif not self._fits(out, nd, self.out_dims[1], True):
             return None
-        cdef const void *px = cnp.PyArray_DATA(<cnp.ndarray>x)
-        cdef void *po = cnp.PyArray_DATA(<cnp.ndarray>out)
+        cdef const char *px = <const char *>cnp.PyArray_DATA(<cnp.ndarray>x)
+        cdef char *po = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
+        if (po < px + cnp.PyArray_NBYTES(<cnp.ndarray>x) and
+                px < po + cnp.PyArray_NBYTES(<cnp.ndarray>out)):
+            return None
         cdef int rc
         self._idle()
         self.busy = True

@@ -153,7 +153,8 @@ class Stream:
                                 out.shape != shape or not out.flags.c_contiguous or
                                 not out.flags.writeable):
             self._bad_out(out, shape)
-        if out is not None and not out.flags.aligned:  # the engine needs aligned rows
+        if out is not None and (not out.flags.aligned  # the engine needs aligned rows
+                                or np.may_share_memory(x, out)):  # and reads x to the end
             out[...] = self._c.step(x, None)
             return out
         return self._c.step(x, out)

@@ -663,16 +663,30 @@ def test_batch_first_layer_streams_b_i_steps():
     _assert_equal(stream.state, hn, layer.dtype, "batch_first state")
 
 
-def test_out_may_be_the_input_buffer():
-    """In-place stepping (out=x when I == H_out), as a real-time loop may do."""
-    for layer in (fastrnn.LSTM(8, 8, 2, seed=0), fastrnn.GRU(8, 8, 3, seed=0)):
-        x = _x(layer, 2)
-        out, _, _ = _call(layer, x)
-        stream = layer.stream(2)
-        for t in range(T):
-            buf = x[t].copy()
-            assert stream.step(buf, out=buf) is buf
-            _assert_equal(buf, out[t], layer.dtype, f"in-place step {t}")
+@pytest.mark.parametrize("layer, B", [
+    (fastrnn.LSTM(8, 8, 2, seed=0), 2), (fastrnn.GRU(8, 8, 3, seed=0), 2),
+    # one layer: the engine writes out while its input projection still reads x
+    (fastrnn.LSTM(16, 16, seed=1), 4), (fastrnn.GRU(256, 256, seed=1), 1),
+    (fastrnn.RNN(64, 64, seed=2), 3),
+], ids=["lstm-2layers", "gru-3layers", "lstm", "gru-256", "rnn"])
+def test_out_may_be_the_input_buffer(layer, B):
+    """In-place stepping (out=x when I == H_out), as a real-time loop may do, and
+    out overlapping x in part: every step as if x had been read first."""
+    x = _x(layer, B)
+    out, _, _ = _call(layer, x)
+    stream, shifted, flat = layer.stream(B), layer.stream(B), layer.stream(B)
+    for t in range(T):
+        buf = x[t].copy()
+        assert stream.step(buf, out=buf) is buf
+        _assert_equal(buf, out[t], layer.dtype, f"in-place step {t}")
+        big = np.zeros((B + 1, layer.input_size), layer.dtype)
+        big[:B] = x[t]
+        assert shifted.step(big[:B], out=big[1:]) is not None
+        _assert_equal(big[1:], out[t], layer.dtype, f"out one row after x, step {t}")
+        if B == 1:  # unbatched steps, in place
+            one = x[t, 0].copy()
+            assert flat.step(one, out=one) is one
+            _assert_equal(one, out[t, 0], layer.dtype, f"unbatched in-place step {t}")
 
 
 def test_torch_tensors_as_steps_and_state():
