@@ -3,6 +3,7 @@ checked against torch and ONNX Runtime on the same file."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -455,6 +456,79 @@ def test_truncated_and_corrupt(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"\xff\xfe not a protobuf " * 5)
     with pytest.raises(ModelFileError, match="junk.onnx"):
         read(tmp_path / "junk.onnx")
+
+
+def _external(model, folder, files):
+    """Move W and R into files beside the model: files maps a name to (location,
+    offset or None, length or None); the bytes are written there, at the offset."""
+    for t in model.graph.initializer:
+        if t.name not in files:
+            continue
+        location, offset, length = files[t.name]
+        data = t.raw_data or numpy_helper.to_array(t).tobytes()
+        with open(folder / location, "ab") as f:
+            if offset is not None:
+                f.truncate(offset)
+                f.seek(offset)
+            f.write(data)
+        t.ClearField("raw_data")
+        t.ClearField("float_data")
+        t.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", location), ("offset", offset), ("length", length)):
+            if value is not None:
+                e = t.external_data.add()
+                e.key, e.value = key, str(value)
+    return save(model, folder / "m.onnx")
+
+
+def test_external_data(tmp_path):
+    """Tensors kept in files beside the model: one file for all (as onnx.save writes
+    it), or one file each without a length; the same weights either way."""
+    want = read(save(build("GRU"), tmp_path / "inline.onnx")).state_dict
+    one = tmp_path / "one"
+    one.mkdir()
+    onnx.save(build("GRU"), str(one / "m.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="m.onnx.data", size_threshold=0)
+    each = tmp_path / "each"
+    each.mkdir()
+    _external(build("GRU"), each, {"W": ("w.bin", None, None), "R": ("r.bin", None, None)})
+    for folder in (one, each):
+        got = read(folder / "m.onnx").state_dict
+        assert sorted(got) == sorted(want)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+
+
+@pytest.mark.parametrize("files, tail, match", [
+    # no length, and the file is longer than the tensor: onnx alone reads all of it
+    ({"W": ("w.bin", None, None)}, 16, "the rest of the file"),
+    ({"W": ("w.bin", None, None)}, 0, None),  # exactly the tensor: fine
+    ({"W": ("w.bin", 8, 48)}, 0, "48 bytes, where its dtype and dims"),
+    ({"W": ("w.bin", None, 144)}, 16, None),  # a length: the bytes after it are not read
+    ({"W": ("w.bin", 64, 144)}, -1, "holds 207"),  # the file ends before the tensor
+    ({"W": ("../w.bin", None, 144)}, 0, "w.bin"),  # outside the model's folder: onnx refuses
+    ({"W": ("missing.bin", None, 144)}, "delete", "missing.bin"),
+], ids=["no-length-longer-file", "no-length-exact", "wrong-length", "length", "past-the-end",
+        "outside", "missing"])
+def test_external_data_checked(tmp_path, files, tail, match):
+    """A tensor in a file beside the model is read only when the file holds the bytes
+    its dtype and dims declare, and then only those bytes."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    path = _external(build("GRU"), folder, files)
+    data = folder / files["W"][0]
+    if tail == "delete":
+        data.unlink()
+    elif tail > 0:
+        with open(data, "ab") as f:
+            f.write(b"\0" * tail)
+    elif tail < 0:
+        os.truncate(data, data.stat().st_size + tail)
+    if match is None:
+        assert read(path).state_dict["weight_ih_l0"].shape == (12, 3)
+        return
+    with pytest.raises(ModelFileError, match=match):
+        read(path)
 
 
 def test_wrong_weight_shapes(tmp_path):

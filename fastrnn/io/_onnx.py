@@ -412,6 +412,66 @@ def _check_link(g, prev, node, info_prev, info):
     )
 
 
+def _tensors(graph):
+    """Every tensor of a graph and its subgraphs: initializers and attributes."""
+    yield from graph.initializer
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            if a.HasField("g"):
+                yield from _tensors(a.g)
+            for sub in a.graphs:
+                yield from _tensors(sub)
+
+
+def _load_external_data(model, base: str, source: str) -> None:
+    """Read the tensors a model keeps in files beside it (``data_location``
+    EXTERNAL) -- each only after its file is found to hold the bytes its dtype and
+    dims declare, and then only those bytes: onnx alone reads a whole file for a
+    tensor that gives no length, however large the file (a 36-value tensor once
+    read 3 GB and crashed a process under a memory limit)."""
+    from onnx import TensorProto, external_data_helper, helper
+
+    for t in _tensors(model.graph):
+        if not external_data_helper.uses_external_data(t):
+            continue
+        info = external_data_helper.ExternalDataInfo(t)
+        what = f"{source}: tensor {t.name!r} is stored in {info.location!r}, beside the model"
+        try:
+            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+        except (KeyError, TypeError, ValueError):
+            itemsize = 0
+        if t.data_type == TensorProto.STRING or itemsize == 0:
+            raise ModelFileError(f"{what}, with a data type fastrnn cannot read ({t.data_type})")
+        if any(d < 0 for d in t.dims):
+            raise ModelFileError(f"{what}, with negative dims {list(t.dims)}")
+        need = int(np.prod(t.dims, dtype=object)) * itemsize
+        if info.length and info.length != need:
+            raise ModelFileError(f"{what}: {info.length} bytes, where its dtype and dims "
+                                 f"{list(t.dims)} make {need}")
+        file = os.path.join(base, info.location or "")
+        size = os.path.getsize(file) if os.path.isfile(file) else None
+        offset = info.offset or 0
+        if size is not None and offset + need > size:
+            raise ModelFileError(f"{what}: {need} bytes from offset {offset}, but the file "
+                                 f"holds {size}")
+        if size is not None and not info.length and size - offset != need:
+            # no length: the data is the rest of the file
+            raise ModelFileError(f"{what}: the rest of the file from offset {offset}, "
+                                 f"{size - offset} bytes, where its dtype and dims "
+                                 f"{list(t.dims)} make {need}")
+        # onnx refuses locations outside the model's folder and missing files
+        entries = {e.key: e for e in t.external_data}
+        if "length" in entries:
+            entries["length"].value = str(need)
+        else:
+            e = t.external_data.add()
+            e.key, e.value = "length", str(need)
+        external_data_helper.load_external_data_for_tensor(t, base)
+
+
 def load_onnx(path, source: str) -> Found:
     """Read the recurrent stack of an ONNX model; see the module docstring."""
     try:
@@ -421,7 +481,10 @@ def load_onnx(path, source: str) -> Found:
             f"{source}: .onnx files need the 'onnx' package; {_ONNX_HINT}"
         ) from exc
     try:
-        model = onnx.load(os.fspath(path))
+        model = onnx.load(os.fspath(path), load_external_data=False)
+        _load_external_data(model, os.path.dirname(os.path.abspath(os.fspath(path))), source)
+    except ModelFileError:
+        raise
     except Exception as exc:  # DecodeError, OSError, ValidationError, ...
         raise ModelFileError(
             f"{source}: not a readable ONNX model ({type(exc).__name__}: {exc})"
