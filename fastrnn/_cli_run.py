@@ -7,7 +7,10 @@ MODEL is any file :func:`fastrnn.load` reads.  X is read with
 ``allow_pickle=False``; Y.npy receives the output sequence; S.npz, when asked
 for, the final states (``h_n``, and ``c_n`` for an LSTM).  ``--batch-first``
 overrides the model's batch_first.  A cell model takes one step: X is (B, I)
-or (I,), Y is the new h, and ``--lengths`` does not apply.
+or (I,), Y is the new h, and ``--lengths`` does not apply.  A whole model
+(``fastrnn.save_model``: Sequential, LanguageModel) writes its output to Y and
+has no state for ``--state-out``; a Seq2Seq, which takes two sequences, is
+refused.
 
 Every failure prints one line, ``fastrnn run: error: ...``, on stderr and
 returns a non-zero exit code (2 for bad arguments, 1 otherwise); no traceback.
@@ -98,14 +101,27 @@ def _run(args) -> int:
         lengths = _load_array(args.lengths, "--lengths")
         if not isinstance(lengths, np.ndarray):
             raise ValueError(f"--lengths file {args.lengths!r} is an .npz archive; expected .npy")
+    from .cells import _CellBase
+    from .layers import _RNNBase
+
     kind = type(model).__name__
     is_lstm = kind.startswith("LSTM")
+    whole = not isinstance(model, (_RNNBase, _CellBase))  # fastrnn.save_model's
     if kind.endswith("Cell") and lengths is not None:
         raise ValueError(
             f"--lengths does not apply to the {kind} in {args.model!r}, which takes one step"
         )
+    if whole and kind == "Seq2Seq":
+        raise ValueError(f"{args.model!r} holds a Seq2Seq, which takes a source and a target "
+                         "sequence; fastrnn run feeds one input (use the Python API, or "
+                         "fastrnn generate)")
+    if whole and args.state_out is not None:
+        raise ValueError(f"--state-out does not apply to the {kind} in {args.model!r}: a "
+                         "whole model returns its output only")
     try:
-        if kind.endswith("Cell"):
+        if whole:  # Sequential, LanguageModel: the output alone
+            out = model(x) if lengths is None else model(x, lengths=lengths)
+        elif kind.endswith("Cell"):
             result = model(x)
             out, h_n, c_n = (result[0], *result) if is_lstm else (result, result, None)
         else:

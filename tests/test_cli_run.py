@@ -109,6 +109,51 @@ def test_output_path_is_exact(files, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin", "states.data"]
 
 
+def _run_args(tmp_path, model, **kw):
+    kw = {"input": str(tmp_path / "x.npy"), "output": str(tmp_path / "y.npy"), "lengths": None,
+          "batch_first": False, "state_out": None, **kw}
+    return argparse.Namespace(model=str(model), **kw)
+
+
+@pytest.mark.parametrize("T_", [2, 5])  # T=2: a (2, ...) output once unpacked as (out, state)
+def test_run_whole_models(tmp_path, capsys, T_):
+    """Files of fastrnn.save_model: Y holds the model's whole output."""
+    import fastrnn
+
+    seq = fastrnn.Sequential(fastrnn.LSTM(3, 4, seed=0), fastrnn.Linear(4, 2, seed=1))
+    seq.save(tmp_path / "seq.npz")
+    x = np.random.default_rng(0).standard_normal((T_, 3, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert _cli_run.main(_run_args(tmp_path, tmp_path / "seq.npz")) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), seq(x))
+    np.save(tmp_path / "len.npy", np.array([T_, 1, 2]))
+    args = _run_args(tmp_path, tmp_path / "seq.npz", lengths=str(tmp_path / "len.npy"))
+    assert _cli_run.main(args) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), seq(x, lengths=[T_, 1, 2]))
+    # a language model: token ids in, logits out
+    lm = fastrnn.LanguageModel(fastrnn.Sequential(
+        fastrnn.Embedding(7, 3, seed=0), fastrnn.GRU(3, 4, batch_first=True, seed=1),
+        fastrnn.Linear(4, 7, seed=2)))
+    fastrnn.save_model(lm, tmp_path / "lm.npz")
+    ids = np.array([[1, 2, 3], [4, 5, 6]])
+    np.save(tmp_path / "x.npy", ids)
+    assert _cli_run.main(_run_args(tmp_path, tmp_path / "lm.npz")) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), lm(ids))
+    # no state to save; and a Seq2Seq takes two sequences
+    capsys.readouterr()
+    args = _run_args(tmp_path, tmp_path / "lm.npz", state_out=str(tmp_path / "s.npz"))
+    assert _cli_run.main(args) != 0
+    assert "--state-out does not apply" in capsys.readouterr().err
+    assert not (tmp_path / "s.npz").exists()
+    s2s = fastrnn.Seq2Seq(
+        fastrnn.Sequential(fastrnn.Embedding(7, 3, seed=0), fastrnn.GRU(3, 4, batch_first=True)),
+        fastrnn.Sequential(fastrnn.Embedding(7, 3, seed=1), fastrnn.GRU(3, 4, batch_first=True),
+                           fastrnn.Linear(4, 7)))
+    fastrnn.save_model(s2s, tmp_path / "s2s.npz")
+    assert _cli_run.main(_run_args(tmp_path, tmp_path / "s2s.npz")) != 0
+    assert "takes a source and a target" in capsys.readouterr().err
+
+
 class _Evil:
     def __reduce__(self):
         return (os.system, ("echo pwned",))
