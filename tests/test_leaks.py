@@ -215,3 +215,25 @@ print(bool(np.array_equal(one[:, 0], two[:, 0])))
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True"]
+
+
+def test_generate_touches_memory_for_the_tokens_it_makes_not_max_len():
+    """generate(max_len=N) with every result ending at its first token: the C loop
+    padded all N columns of its (B, N) results, so N = 10**8 as "until eos" took
+    1.3 GB and seconds. Only the columns up to the longest result are written now;
+    the rest of the buffers is address space the kernel never backs."""
+    from fastrnn import LSTM, Embedding, LanguageModel, Linear, Sequential
+
+    V = 11
+    m = LanguageModel(Sequential(Embedding(V, 6, seed=0), LSTM(6, 8, batch_first=True, seed=1),
+                                 Linear(8, V, seed=2)))
+    prompt = np.array([[1, 2, 3], [3, 2, 1]])
+    first = m.generate(prompt, max_len=1)[0][:, 0]
+    m.generate(prompt, max_len=10, eos=int(first[0]))  # warm up
+    gc.collect()
+    before = rss()
+    eos = int(first[0])
+    tokens, logp = m.generate(prompt[:1], max_len=3 * 10**7, eos=eos)  # 360 MB of results
+    grown = rss() - before
+    assert tokens.shape == logp.shape == (1, 1) and tokens[0, 0] == eos
+    assert grown <= 32 << 20, f"RSS grew by {grown >> 20} MiB for one token"

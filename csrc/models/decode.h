@@ -58,7 +58,8 @@ typedef struct {
     double va_bias;
     int A;
 
-    /* results: each row its tokens then padding (eos, or 0 without eos; logp 0) */
+    /* results: each row its tokens then padding (eos, or 0 without eos; logp 0) up to
+       the longest row; the columns after that are not written */
     int64_t *tokens;       /* (B, max_len) */
     void *logp;            /* (B, max_len) log p of each token under the model */
     int64_t *lengths;      /* (B,) tokens in each result (eos included) */

@@ -299,7 +299,12 @@ static int FRN_DEC(frn_decode_run)(const frn_decode_args *a, int nt)
         }
     }
 
-    /* the best hypothesis of each source, back through the parents */
+    /* the best hypothesis of each source, back through the parents, padded up to the
+       longest one (the caller keeps that many columns: the rest of max_len is never
+       touched, so asking for a large max_len costs nothing until it is used) */
+    int longest = 0;
+    for (int b = 0; b < B; b++)
+        if (src[b].best_t + 1 > longest) longest = src[b].best_t + 1;
     for (int b = 0; b < B; b++) {
         const frn_src *st = &src[b];
         int64_t *tok = a->tokens + (size_t)b * T;
@@ -314,7 +319,7 @@ static int FRN_DEC(frn_decode_run)(const frn_decode_args *a, int nt)
             lpo[s] = (FRN_T)hist_lp[h];
             slot = hist_par[h];
         }
-        for (int s = len; s < T; s++) {
+        for (int s = len; s < longest; s++) {
             tok[s] = eos >= 0 ? eos : 0;
             lpo[s] = 0;
         }
