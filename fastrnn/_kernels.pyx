@@ -214,7 +214,8 @@ cdef class Plan:
         if feat != self.in_size or T < 1 or B < 1:
             return None
         if T > INT_MAX or B > INT_MAX:
-            raise OverflowError("fastrnn: more than 2**31 - 1 time steps or sequences")
+            raise ValueError(f"x has {T} time steps and {B} sequences; the engine takes "
+                             f"at most {INT_MAX} of each in one call")
         cdef cnp.npy_intp width = self.num_dirs * self.h_out
         cdef cnp.npy_intp sd[3]
         cdef int sn = self.num_layers * self.num_dirs

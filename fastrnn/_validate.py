@@ -11,6 +11,7 @@ import operator
 
 import numpy as np
 
+INT32_MAX = 2**31 - 1  # the engine counts steps and sequences in C ints
 _FLOAT_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
 
@@ -86,10 +87,12 @@ def seed(value):
     return integer("seed", value, minimum=0)
 
 
-def float_array(name: str, value, dt: np.dtype) -> np.ndarray:
-    """A numeric array-like as a C-contiguous array of dtype dt (a copy when needed;
-    the caller's array is never modified). Strings, objects, complex and bool are
-    refused with TypeError."""
+def numeric(name: str, value) -> np.ndarray:
+    """A numeric array-like as an ndarray, not yet converted (a view of the caller's
+    array when it is one), so its shape can be checked before a copy is made: a
+    broadcast view of the wrong shape is refused without materializing it.
+    Strings, objects, complex and bool are refused with TypeError, and so is
+    anything NumPy cannot convert (a torch meta or sparse tensor, ragged lists)."""
     if isinstance(value, np.ndarray):
         # subclasses (np.matrix keeps 2-D under reshape, masked arrays...) as plain arrays
         arr = value if type(value) is np.ndarray else np.asarray(value)
@@ -97,11 +100,11 @@ def float_array(name: str, value, dt: np.dtype) -> np.ndarray:
         if value is None:
             raise TypeError(f"{name} must be a numeric array, got None")
         if hasattr(value, "__array__") or isinstance(value, (list, tuple)) or np.isscalar(value):
-            value = _torch_to_numpy(value)
             try:
-                arr = np.asarray(value)
-            except (ValueError, TypeError) as exc:
-                raise TypeError(f"{name} must be a numeric array; converting it failed: {exc}") from None
+                arr = np.asarray(_torch_to_numpy(value))
+            except (ValueError, TypeError, RuntimeError, NotImplementedError) as exc:
+                raise TypeError(f"{name} must be a numeric array; converting it failed "
+                                f"({type(exc).__name__}: {exc})") from None
         else:
             raise TypeError(f"{name} must be a numeric array, got {_describe(value)}")
     kind = arr.dtype.kind
@@ -126,13 +129,24 @@ def float_array(name: str, value, dt: np.dtype) -> np.ndarray:
             f"{name} must hold real numbers (float or integer), got {what} values "
             f"(dtype {arr.dtype})"
         )
+    return arr
+
+
+def convert(arr: np.ndarray, dt: np.dtype) -> np.ndarray:
+    """A :func:`numeric` array as a C-contiguous, aligned array of dtype dt: itself
+    when it is one, else a copy (the caller's array is never modified); a 0-d
+    array stays 0-d."""
     if arr.dtype == dt and arr.flags.c_contiguous and arr.flags.aligned:
         return arr
     with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become
-        arr = np.ascontiguousarray(arr, dtype=dt)  # +-inf, as a cast does in torch: no warning
-    if not arr.flags.aligned:  # ascontiguousarray keeps a contiguous unaligned array as is
-        arr = arr.copy()
-    return arr
+        return arr.astype(dt, order="C")  # +-inf, as a cast does in torch: no warning
+
+
+def float_array(name: str, value, dt: np.dtype) -> np.ndarray:
+    """A numeric array-like as a C-contiguous array of dtype dt (a copy when needed;
+    the caller's array is never modified). Strings, objects, complex and bool are
+    refused with TypeError."""
+    return convert(numeric(name, value), dt)
 
 
 def int_beyond(arr: np.ndarray, lo: int, hi: int):
@@ -159,7 +173,7 @@ def sequence(x, input_size: int, batch_first: bool, dt: np.dtype):
 
     Returns (x, T, B, unbatched): x C-contiguous of dtype dt.
     """
-    x = float_array("x", x, dt)
+    x = numeric("x", x)  # converted once its shape is known to be right
     if x.ndim == 2:
         T, feat = x.shape
         B = 1
@@ -182,17 +196,20 @@ def sequence(x, input_size: int, batch_first: bool, dt: np.dtype):
         )
     if T < 1:
         raise ValueError(f"x has {T} time steps (shape {x.shape}); T must be >= 1")
-    return x, T, B, unbatched
+    if max(T, B) > INT32_MAX:
+        raise ValueError(f"x has shape {x.shape}: more than {INT32_MAX} time steps or "
+                         "sequences in one call; split it")
+    return convert(x, dt), T, B, unbatched
 
 
 def state(name: str, value, shape: tuple, dt: np.dtype, unbatched: bool) -> np.ndarray:
     """An initial state of exactly `shape` (batch axis dropped when unbatched)."""
     if unbatched:
         shape = (shape[0],) + tuple(shape[2:])
-    arr = float_array(name, value, dt)
+    arr = numeric(name, value)
     if arr.shape != tuple(shape):
         raise ValueError(f"{name} has shape {arr.shape}; expected {tuple(shape)}")
-    return arr
+    return convert(arr, dt)
 
 
 def state_dict_arrays(state_dict, strict, shapes: dict, dtypes, owner: str, kind: str) -> dict:
@@ -217,11 +234,13 @@ def state_dict_arrays(state_dict, strict, shapes: dict, dtypes, owner: str, kind
         if name not in state_dict:
             continue
         dt = dtypes[name] if isinstance(dtypes, dict) else dtypes
-        arr = float_array(f"state_dict[{name!r}]", state_dict[name], dt)
+        arr = numeric(f"state_dict[{name!r}]", state_dict[name])
         if arr.shape != tuple(shape):
             problems.append(f"{name}: shape {arr.shape} in the state_dict, {tuple(shape)} in "
                             f"the {kind}")
-        arrays[name] = np.array(arr, dtype=dt, copy=True, order="C")
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            arrays[name] = np.array(arr, dtype=dt, copy=True, order="C")  # one copy, ours
     if strict and missing:
         problems.append("missing keys: " + ", ".join(missing))
     if strict and unexpected:

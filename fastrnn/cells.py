@@ -55,7 +55,7 @@ class _CellBase(v.Fixed):
         save(self, path)
 
     def _step(self, x, h, c, hname="h"):
-        x = v.float_array("x", x, self.dtype)
+        x = v.numeric("x", x)  # converted once its shape is known to be right
         if x.ndim not in (1, 2):
             raise ValueError(
                 f"x must be 2-D (B, input_size) or 1-D (input_size,); got shape {x.shape}"
@@ -67,9 +67,13 @@ class _CellBase(v.Fixed):
                 f"{self.input_size}"
             )
         B = 1 if unbatched else x.shape[0]
+        if B > v.INT32_MAX:
+            raise ValueError(f"x has shape {x.shape}: more than {v.INT32_MAX} sequences in one "
+                             "call; split it")
+        x = v.convert(x, self.dtype)
         hshape = (self.hidden_size,) if unbatched else (B, self.hidden_size)
-        h0 = None if h is None else _state(hname, h, hshape, self.dtype)
-        c0 = None if c is None else _state("c", c, hshape, self.dtype)
+        h0 = None if h is None else v.state(hname, h, hshape, self.dtype, False)
+        c0 = None if c is None else v.state("c", c, hshape, self.dtype, False)
         xs = x.reshape((1, 1, self.input_size) if unbatched else (1, B, self.input_size))
         if B == 0:
             z = np.zeros(hshape, self.dtype)
@@ -100,13 +104,6 @@ class _CellBase(v.Fixed):
         if self.dtype != np.float32:
             extra += f", dtype='{self.dtype.name}'"
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
-
-
-def _state(name, value, shape, dt):
-    arr = v.float_array(name, value, dt)
-    if arr.shape != tuple(shape):
-        raise ValueError(f"{name} has shape {arr.shape}; expected {tuple(shape)}")
-    return arr
 
 
 class RNNCell(_CellBase):
@@ -147,7 +144,9 @@ class LSTMCell(_CellBase):
         if hx is not None:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise TypeError(
-                    f"hx of an LSTMCell must be a tuple (h, c) of arrays, got {type(hx).__name__}"
+                    f"hx of an LSTMCell must be a tuple (h, c) of arrays, got "
+                    f"{type(hx).__name__}"
+                    + (f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else "")
                 )
             h, c = hx
             if h is None or c is None:

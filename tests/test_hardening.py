@@ -421,6 +421,76 @@ def test_sizes_beyond_a_c_int_are_value_errors(make_it, name, n):
         make_it(n)
 
 
+def _huge(shape, dtype=np.float32):
+    """A read-only array of any shape over one element (all strides 0)."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape, (0,) * len(shape),
+                                           writeable=False)
+
+
+@pytest.mark.parametrize("call, shape, match", [
+    (lambda x: fastrnn.GRU(1, 2)(x), (2**31, 1, 1), r"x has shape \(2147483648, 1, 1\)"),
+    (lambda x: fastrnn.GRU(1, 2)(x), (3, 2**31, 1), "more than 2147483647"),
+    (lambda x: fastrnn.LSTM(1, 2)(x), (2**31, 1), "time steps or sequences"),
+    (lambda x: fastrnn.GRUCell(1, 2)(x), (2**31, 1), "more than 2147483647 sequences"),
+], ids=["T", "B", "unbatched-T", "cell-B"])
+def test_steps_and_sequences_beyond_a_c_int_are_value_errors(call, shape, match):
+    """More steps or sequences than the engine counts: a ValueError naming x's shape
+    (was an OverflowError, which fastrnn run reported as an internal error)."""
+    with pytest.raises(ValueError, match=match):
+        call(_huge(shape))
+
+
+def test_wrong_shapes_are_refused_before_a_copy():
+    """A broadcast view (np.broadcast_to, torch's expand) of the wrong shape is refused
+    by its shape, not after materializing it: under a 1 GB address-space limit, views
+    of 6 GB (x, h0, a weight; converted to the layer dtype, or not) give ValueErrors."""
+    from _io_helpers import run_python
+
+    code = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (1000 << 20, resource.RLIM_INFINITY))
+import numpy as np, fastrnn
+big = lambda shape, dt: np.broadcast_to(np.zeros((), dt), shape)
+L, cell = fastrnn.LSTM(3, 4), fastrnn.GRUCell(3, 4)
+x = np.ones((5, 2, 3), np.float32)
+cases = [lambda: L(big((40000, 40000, 1), np.float64)),
+         lambda: L(x, (big((1, 40000, 40000), np.float32), np.zeros((1, 2, 4)))),
+         lambda: L.load_state_dict({**L.state_dict(), "weight_ih_l0": big((16, 10**8), np.float64)}),
+         lambda: cell(big((10**9, 2), np.float32)),
+         lambda: cell(np.ones((2, 3)), big((10**9, 4), np.float64))]
+for case in cases:
+    try:
+        case()
+        print("ran")
+    except ValueError:
+        print("ValueError")
+"""
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ValueError"] * 5
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: fastrnn.Linear(1, 3)(x), lambda x: fastrnn.GRU(1, 2).stream().step(x),
+    lambda x: fastrnn.RNNCell(1, 2)(x), lambda x: fastrnn.LSTM(1, 2)(x),
+], ids=["linear", "stream", "cell", "layer"])
+@pytest.mark.parametrize("scalar", [0.5, np.float32(0.5), np.float64(0.5), np.array(0.5), 1],
+                         ids=["float", "float32", "float64", "0-d", "int"])
+def test_scalars_are_refused_whatever_their_type(call, scalar):
+    """A 0-d input is not a vector of one feature: refused by its shape for every
+    type (a Python float used to become shape (1,) in the conversion and run)."""
+    with pytest.raises(ValueError, match=r"shape \(\)"):
+        call(scalar)
+
+
+def test_torch_tensors_numpy_cannot_take_are_type_errors():
+    torch = need("torch")
+    L = fastrnn.GRU(3, 4)
+    for bad in (torch.zeros(2, 1, 3, device="meta"), torch.zeros(2, 1, 3).to_sparse()):
+        with pytest.raises(TypeError, match="x must be a numeric array; converting it failed"):
+            L(bad)
+
+
 def test_linear_out_features_leave_room_for_the_padding():
     """The engine pads a Linear's outputs to a multiple of up to 64 in a C int: past
     2**31 - 64 that wrapped and the call reported "out of memory" instead."""
