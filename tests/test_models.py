@@ -264,6 +264,13 @@ def test_pool_errors():
     with pytest.raises(TypeError, match="bool"):
         fastrnn.pool(np.zeros((4, 2), bool), "max")
     assert fastrnn.pool(np.zeros((4, 0, 6)), "max").shape == (0, 6)
+    # no time steps: refused alike, batched or not (unbatched ones reached NumPy)
+    for empty, bf in (((0, 6), False), ((0, 2, 6), False), ((2, 0, 6), True)):
+        for mode in ("last", "mean", "max"):
+            with pytest.raises(ValueError, match="0 time steps"):
+                fastrnn.pool(np.zeros(empty), mode, batch_first=bf)
+        with pytest.raises(ValueError, match="0 time steps"):
+            fastrnn.AttentionPool(6, seed=0)(np.zeros(empty), batch_first=bf)
 
 
 class TorchAttnPool(nn.Module):

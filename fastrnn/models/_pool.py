@@ -18,18 +18,18 @@ _MODES = ("last", "mean", "max")
 def _sequence(out, batch_first, dt):
     """out as (T, B, F) of dtype dt (a view when batch_first), T, B, unbatched."""
     x = v.float_array("out", out, dt)
-    if x.ndim == 2:
-        return x[:, None, :], x.shape[0], 1, True
-    if x.ndim != 3:
+    if x.ndim not in (2, 3):
         layout = "(B, T, F)" if batch_first else "(T, B, F)"
         raise ValueError(f"out must be 3-D {layout} or 2-D (T, F) for one unbatched sequence; "
                          f"got shape {x.shape}")
-    if batch_first:
-        x = x.transpose(1, 0, 2)
-    T, B = x.shape[:2]
+    T = x.shape[1 if batch_first and x.ndim == 3 else 0]
     if T < 1:
         raise ValueError(f"out has {T} time steps (shape {x.shape}); T must be >= 1")
-    return x, T, B, False
+    if x.ndim == 2:
+        return x[:, None, :], T, 1, True
+    if batch_first:
+        x = x.transpose(1, 0, 2)
+    return x, T, x.shape[1], False
 
 
 def _lengths(lengths, B, T, unbatched):
