@@ -7,6 +7,8 @@ name the argument, what came and what is allowed.
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 
 import numpy as np
@@ -57,6 +59,17 @@ def probability(name: str, value) -> float:
     if not 0 <= value <= 1:
         raise ValueError(f"{name} is {value}; it must be a probability in [0, 1]")
     return float(value)
+
+
+def real(name: str, value) -> float:
+    """A finite real number, as float: a Python or NumPy int or float, not a bool and
+    not a string that would parse as one."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {_describe(value)}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} is {x}; it must be finite")
+    return x
 
 
 def choice(name: str, value, allowed: tuple[str, ...]) -> str:

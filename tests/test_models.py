@@ -251,6 +251,16 @@ def test_pool_last_of_a_bidirectional_lstm_is_its_final_state():
     assert np.array_equal(fastrnn.Pool("last", bidirectional=True)(out, lengths), last)
 
 
+def test_layernorm_eps_is_a_number():
+    assert fastrnn.LayerNorm(4, eps=np.float32(1e-3)).eps == pytest.approx(1e-3)
+    for bad in ("1e-5", None, True):
+        with pytest.raises(TypeError, match="eps must be a number"):
+            fastrnn.LayerNorm(4, eps=bad)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="eps is"):
+            fastrnn.LayerNorm(4, eps=bad)
+
+
 def test_pool_errors():
     out = np.zeros((4, 2, 6))
     with pytest.raises(ValueError, match="mode"):

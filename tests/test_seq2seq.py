@@ -455,6 +455,9 @@ def test_generate_argument_errors():
         m.generate(src, **ok, beam_width=2, temperature=0.5)
     with pytest.raises(ValueError, match="temperature"):
         m.generate(src, **ok, temperature=-1.0)
+    for name, bad in (("temperature", "1"), ("length_penalty", "0.5"), ("temperature", True)):
+        with pytest.raises(TypeError, match=f"{name} must be a number"):
+            m.generate(src, **ok, **{name: bad})
     with pytest.raises(ValueError, match="src"):
         m.generate(np.zeros((2, 3, 4), np.int64), **ok)
 

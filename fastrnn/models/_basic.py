@@ -220,11 +220,8 @@ class LayerNorm(Module):
         else:
             shape = (v.integer("normalized_shape", normalized_shape, minimum=1),)
         self.normalized_shape = shape
-        try:
-            eps = float(eps)
-        except (TypeError, ValueError):
-            raise TypeError(f"eps must be a number, got {describe(eps)}") from None
-        if not (eps >= 0 and math.isfinite(eps)):
+        eps = v.real("eps", eps)
+        if eps < 0:
             raise ValueError(f"eps is {eps}; it must be a finite number >= 0")
         self.eps = eps
         self.elementwise_affine = v.flag("elementwise_affine", elementwise_affine)

@@ -3,7 +3,6 @@ decoder-only language models, decoded step by step in C (csrc/models/decode.c)."
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -196,8 +195,8 @@ def _gen_options(max_len, beam_width, length_penalty, temperature, seed, B):
     if B * beam > _INT_MAX:
         raise ValueError(f"{B} sequences x beam_width {beam} is too many rows (at most "
                          f"{_INT_MAX})")
-    lp = _real("length_penalty", length_penalty)
-    temp = _real("temperature", 0.0 if temperature is None else temperature)
+    lp = v.real("length_penalty", length_penalty)
+    temp = v.real("temperature", 0.0 if temperature is None else temperature)
     if temp < 0:
         raise ValueError(f"temperature is {temp}; it must be >= 0 (0: greedy or beam search, "
                          "> 0: sampling)")
@@ -211,16 +210,6 @@ def _gen_options(max_len, beam_width, length_penalty, temperature, seed, B):
     return max_len, beam, lp, temp, seed
 
 
-def _real(name, value) -> float:
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a number, got {v._describe(value)}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {v._describe(value)}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{name} is {x}; it must be finite")
-    return x
 
 
 def _decode(rnn, emb, out, *, h0, c0, first, attn=None, keys=None, key_len=None, beam,
