@@ -25,6 +25,8 @@ def _apply_env_isa() -> None:
     if value is None or value.strip() == "":
         return
     name = value.strip().lower()
+    if len(value) > 40:  # an error message, not an echo of whatever the variable holds
+        value = value[:37] + "..."
     if name not in ISA_NAMES:
         raise ValueError(
             f"FASTRNN_ISA={value!r} is not an instruction set fastrnn knows; "

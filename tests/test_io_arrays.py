@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 import numpy as np
@@ -275,6 +276,28 @@ def test_save_refuses(tmp_path):
     with pytest.raises(TypeError, match="expected a fastrnn RNN"):
         save(object(), tmp_path / "m.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # a folder that does not exist: the error names the file asked for, not a temporary
+    for write in (layer.save, lambda p: fastrnn.save_model(fastrnn.Sequential(layer), p)):
+        with pytest.raises(FileNotFoundError, match="cannot write .*no/such/m.npz"):
+            write(tmp_path / "no" / "such" / "m.npz")
+    deep = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested too deeply"):
+        fastrnn.save_model(fastrnn.Sequential(layer), tmp_path / "m.npz", meta={"a": deep})
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_bytes_paths_save_as_they_load(tmp_path):
+    fastrnn = need_layers()
+    layer = fastrnn.GRU(3, 4, seed=0)
+    for name in ("m.npz", "m.safetensors") if need("safetensors") else ("m.npz",):
+        path = os.fsencode(tmp_path / name)
+        layer.save(path)
+        assert fastrnn.load(path).state_dict()["weight_hh_l0"].tobytes() == \
+            layer.state_dict()["weight_hh_l0"].tobytes()
+    fastrnn.save_model(fastrnn.Sequential(layer), os.fsencode(tmp_path / "whole.npz"))
+    assert isinstance(fastrnn.load(os.fsencode(tmp_path / "whole.npz")), fastrnn.Sequential)
 
 
 def test_saved_npz_holds_no_object_array(tmp_path):

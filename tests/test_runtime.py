@@ -627,6 +627,12 @@ def test_fastrnn_isa_unknown_fails_at_import(value):
     _assert_clear_import_error(proc, "FASTRNN_ISA", repr(value), "generic", "avx2", "avx512")
 
 
+def test_fastrnn_isa_long_value_is_not_echoed_whole():
+    proc = run_code("import fastrnn", env={"FASTRNN_ISA": "x" * 100_000})
+    last = _assert_clear_import_error(proc, "FASTRNN_ISA", "'" + "x" * 37 + "...'", "avx2")
+    assert len(last) < 300
+
+
 @pytest.mark.parametrize("start", [["-m", "fastrnn"], ["-u", "-m", "fastrnn"],
                                    ["-W", "ignore", "-um", "fastrnn"], ["-m", "fastrnn.cli"]])
 def test_fastrnn_isa_unknown_fails_for_the_command(start):

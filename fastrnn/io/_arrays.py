@@ -173,7 +173,7 @@ def atomic_write(path, write):
     """Write through a temporary file in the same folder, then rename, so a reader
     never sees half a file. The temporary file is created like open() would create
     the file itself (mode 0o666 less the umask; mkstemp would make it private)."""
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))
     folder = os.path.dirname(os.path.abspath(path))
     for _ in range(100):
         tmp = os.path.join(folder, f".fastrnn-{os.getpid()}-{secrets.token_hex(8)}.tmp")
@@ -182,6 +182,8 @@ def atomic_write(path, write):
             break
         except FileExistsError:
             continue
+        except OSError as exc:  # no such folder, no permission: name the file asked for
+            raise type(exc)(exc.errno, f"cannot write {path!r}: {exc.strerror}") from None
     else:  # pragma: no cover - 100 random names taken
         raise OSError(f"could not create a temporary file in {folder!r}")
     try:

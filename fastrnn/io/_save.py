@@ -79,7 +79,7 @@ def save(obj, path) -> None:
     ModelFileError
         ``.safetensors`` without the ``safetensors`` package installed.
     """
-    fspath = os.fspath(path)
+    fspath = os.fsdecode(os.fspath(path))  # bytes paths too, as load takes them
     suffix = os.path.splitext(fspath)[1].lower()
     if suffix not in SUFFIXES:
         raise ValueError(

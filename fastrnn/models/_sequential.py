@@ -289,7 +289,7 @@ def save_model(model, path, *, meta=None) -> None:
     and ``meta`` (any JSON-serialisable dict, e.g. a vocabulary). No pickles:
     :func:`load_model` reads it with ``allow_pickle=False``. Written to a temporary
     name and renamed into place."""
-    fspath = os.fspath(path)
+    fspath = os.fsdecode(os.fspath(path))  # bytes paths too, as load takes them
     if not fspath.lower().endswith(".npz"):
         raise ValueError(f"path {fspath!r} must end in .npz")
     if meta is not None and not isinstance(meta, dict):
@@ -300,6 +300,8 @@ def save_model(model, path, *, meta=None) -> None:
         text = json.dumps(desc, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"meta must be JSON-serialisable ({exc})") from None
+    except RecursionError:
+        raise ValueError("meta is nested too deeply to write as JSON") from None
     arrays = {k: np.ascontiguousarray(a) for k, a in model.state_dict().items()}
     arrays[MODEL_KEY] = np.frombuffer(text.encode("utf-8"), np.uint8)
 
