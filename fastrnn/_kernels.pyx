@@ -315,15 +315,18 @@ cdef class Stream:
         cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>x) if cnp.PyArray_Check(x) else 0
         if nd < 1 or not self._fits(x, nd, self.in_size, False):
             return None
+        cdef const char *px = <const char *>cnp.PyArray_DATA(<cnp.ndarray>x)
+        cdef char *po
         if out is None:
             out = cnp.PyArray_EMPTY(nd, &self.out_dims[2 - nd], self.typenum, 0)
-        elif not self._fits(out, nd, self.out_dims[1], True):
-            return None
-        cdef const char *px = <const char *>cnp.PyArray_DATA(<cnp.ndarray>x)
-        cdef char *po = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
-        if (po < px + cnp.PyArray_NBYTES(<cnp.ndarray>x) and
-                px < po + cnp.PyArray_NBYTES(<cnp.ndarray>out)):
-            return None
+            po = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
+        else:
+            if not self._fits(out, nd, self.out_dims[1], True):
+                return None
+            po = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
+            if (po < px + cnp.PyArray_NBYTES(<cnp.ndarray>x) and
+                    px < po + cnp.PyArray_NBYTES(<cnp.ndarray>out)):
+                return None
         cdef int rc
         self._idle()
         self.busy = True

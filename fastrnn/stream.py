@@ -141,13 +141,14 @@ class Stream:
         y = self._c.step(x, out)  # on the calling thread's max_threads()
         if y is not None:
             return y
-        x = v.float_array("x", x, self._dtype)
+        x = v.numeric("x", x)  # converted once its shape is known to be right
         unbatched = x.ndim == 1
         if unbatched:
             if x.shape[0] != self._in or self.batch_size != 1:
                 self._bad_step_shape(x)
         elif x.ndim != 2 or x.shape[0] != self.batch_size or x.shape[1] != self._in:
             self._bad_step_shape(x)
+        x = v.convert(x, self._dtype)
         shape = self._out_shape1 if unbatched else self._out_shape
         if out is not None and (not isinstance(out, np.ndarray) or out.dtype != self._dtype or
                                 out.shape != shape or not out.flags.c_contiguous or

@@ -18,9 +18,9 @@
 # gcc; its libasan/libubsan are preloaded), FASTRNN_SANITIZE_KEEP=1 keeps the
 # work directory.
 #
-# The default subset (about 7 minutes on 2 cores with 2 pytest workers, build and
-# the emulated AVX-512 path below included) is every test file that drives the C engine or its
-# wrappers without needing torch: errors, streams, cells, hardening, activations,
+# The default subset (about 7 minutes on 2 cores with 2 pytest workers, build and the
+# emulated AVX-512 path below included) is every test file that drives the C engine or
+# its wrappers without needing torch: errors, streams, cells, hardening, activations,
 # the property tests (which also run the C decoding loop of Seq2Seq/LanguageModel
 # generation and Linear's kernels on random models, on every ISA path), runtime
 # (threads, per-thread workspaces), and the kernels against the reference -- without
@@ -28,11 +28,11 @@
 # minutes for that file alone; its micro-kernels still run here through
 # test_activations and test_properties), and with the several-chunk sequences on the
 # best ISA only (the chunking is the same code on every path). On an x86-64 CPU with
-# AVX2 but not AVX-512, the AVX-512 path is built on emulated intrinsics and is one
-# of those paths (below). torch and the other peers are not installed (CI is unset):
-# their tests skip here and run in the normal test job; so do the loader fuzzing,
-# CLI and leak tests, which exercise Python code (and the leak test measures RSS,
-# which ASan's allocator changes).
+# AVX2 but not AVX-512, the AVX-512 path is built on emulated intrinsics and is one of
+# those paths (below). torch and the other peers are not installed (CI is unset):
+# their tests skip here and run in the normal test job; so do the loader fuzzing, CLI
+# and leak tests, which exercise Python code (and the leak test measures RSS, which
+# ASan's allocator changes).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

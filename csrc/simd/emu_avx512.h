@@ -40,6 +40,20 @@ static inline __m256d frn_emu_half_pd(__m512d v, int i) { return ((frn_emu_halve
     for (int i = 0; i < 2; i++) A.h[i] = op;                                                       \
     return A.v
 
+/* frn_emu_OP_SUF(a, b[, c]): the AVX2 instruction _mm256_OP_SUF on each half */
+#define FRN_EMU_HALVES2(SUF, VT, OP)                                                               \
+    static inline VT frn_emu_##OP##_##SUF(VT a, VT b)                                              \
+    {                                                                                              \
+        FRN_EMU_HALVES(SUF, a, _mm256_##OP##_##SUF(A.h[i], frn_emu_half_##SUF(b, i)));             \
+    }
+#define FRN_EMU_HALVES3(SUF, VT, OP)                                                               \
+    static inline VT frn_emu_##OP##_##SUF(VT a, VT b, VT c)                                        \
+    {                                                                                              \
+        FRN_EMU_HALVES(SUF, a,                                                                     \
+                       _mm256_##OP##_##SUF(A.h[i], frn_emu_half_##SUF(b, i),                       \
+                                           frn_emu_half_##SUF(c, i)));                             \
+    }
+
 /* ---- one body for float (ps, 16 lanes) and double (pd, 8 lanes) ---- */
 #define FRN_EMU_DEFINE(SUF, T, VT, MASK, LDEXP)                                                    \
     static inline VT frn_emu_loadu_##SUF(const void *p)                                            \
@@ -56,26 +70,10 @@ static inline __m256d frn_emu_half_pd(__m512d v, int i) { return ((frn_emu_halve
         return v;                                                                                  \
     }                                                                                              \
     /* the AVX2 instruction on each half: the same rounding and NaN rules */                       \
-    static inline VT frn_emu_fmadd_##SUF(VT a, VT b, VT c)                                         \
-    {                                                                                              \
-        FRN_EMU_HALVES(SUF, a,                                                                     \
-                       _mm256_fmadd_##SUF(A.h[i], frn_emu_half_##SUF(b, i),                        \
-                                           frn_emu_half_##SUF(c, i)));                             \
-    }                                                                                              \
-    static inline VT frn_emu_fnmadd_##SUF(VT a, VT b, VT c)                                        \
-    {                                                                                              \
-        FRN_EMU_HALVES(SUF, a,                                                                     \
-                       _mm256_fnmadd_##SUF(A.h[i], frn_emu_half_##SUF(b, i),                       \
-                                           frn_emu_half_##SUF(c, i)));                             \
-    }                                                                                              \
-    static inline VT frn_emu_min_##SUF(VT a, VT b)                                                 \
-    {                                                                                              \
-        FRN_EMU_HALVES(SUF, a, _mm256_min_##SUF(A.h[i], frn_emu_half_##SUF(b, i)));                \
-    }                                                                                              \
-    static inline VT frn_emu_max_##SUF(VT a, VT b)                                                 \
-    {                                                                                              \
-        FRN_EMU_HALVES(SUF, a, _mm256_max_##SUF(A.h[i], frn_emu_half_##SUF(b, i)));                \
-    }                                                                                              \
+    FRN_EMU_HALVES3(SUF, VT, fmadd)                                                                \
+    FRN_EMU_HALVES3(SUF, VT, fnmadd)                                                               \
+    FRN_EMU_HALVES2(SUF, VT, min)                                                                  \
+    FRN_EMU_HALVES2(SUF, VT, max)                                                                  \
     static inline VT frn_emu_abs_##SUF(VT a)                                                       \
     {                                                                                              \
         for (int i = 0; i < FRN_EMU_LANES(a); i++) a[i] = (T)__builtin_fabs(a[i]);                 \

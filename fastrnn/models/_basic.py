@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _kernels, _weights
 from .. import _validate as v
-from ._base import Module, describe, ids, input_dtype, is_torch, torch_dtype
+from ._base import Module, ids, input_dtype, is_torch, torch_dtype
 
 __all__ = ["Embedding", "Linear", "LayerNorm", "Dropout", "ReLU", "Tanh", "Sigmoid", "Softmax"]
 

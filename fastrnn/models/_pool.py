@@ -17,7 +17,7 @@ _MODES = ("last", "mean", "max")
 
 def _sequence(out, batch_first, dt):
     """out as (T, B, F) of dtype dt (a view when batch_first), T, B, unbatched."""
-    x = v.float_array("out", out, dt)
+    x = v.numeric("out", out)  # converted once its shape is known to be right
     if x.ndim not in (2, 3):
         layout = "(B, T, F)" if batch_first else "(T, B, F)"
         raise ValueError(f"out must be 3-D {layout} or 2-D (T, F) for one unbatched sequence; "
@@ -25,6 +25,7 @@ def _sequence(out, batch_first, dt):
     T = x.shape[1 if batch_first and x.ndim == 3 else 0]
     if T < 1:
         raise ValueError(f"out has {T} time steps (shape {x.shape}); T must be >= 1")
+    x = v.convert(x, dt)
     if x.ndim == 2:
         return x[:, None, :], T, 1, True
     if batch_first:

@@ -3,7 +3,6 @@ decoder-only language models, decoded step by step in C (csrc/models/decode.c)."
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from .. import _kernels
@@ -208,8 +207,6 @@ def _gen_options(max_len, beam_width, length_penalty, temperature, seed, B):
     else:
         seed = v.integer("seed", seed, minimum=0, maximum=2**64 - 1)
     return max_len, beam, lp, temp, seed
-
-
 
 
 def _decode(rnn, emb, out, *, h0, c0, first, attn=None, keys=None, key_len=None, beam,
