@@ -446,7 +446,8 @@ def test_steps_and_sequences_beyond_a_c_int_are_value_errors(call, shape, match)
 def test_wrong_shapes_are_refused_before_a_copy():
     """A broadcast view (np.broadcast_to, torch's expand) of the wrong shape is refused
     by its shape, not after materializing it: under a 1 GB address-space limit, views
-    of 6 GB (x, h0, a weight; converted to the layer dtype, or not) give ValueErrors."""
+    of 6 GB and more (x, h0, a weight, the input of Linear, LayerNorm and Attention;
+    converted to the layer dtype, or not) give ValueErrors."""
     from _io_helpers import run_python
 
     code = """
@@ -460,7 +461,11 @@ cases = [lambda: L(big((40000, 40000, 1), np.float64)),
          lambda: L(x, (big((1, 40000, 40000), np.float32), np.zeros((1, 2, 4)))),
          lambda: L.load_state_dict({**L.state_dict(), "weight_ih_l0": big((16, 10**8), np.float64)}),
          lambda: cell(big((10**9, 2), np.float32)),
-         lambda: cell(np.ones((2, 3)), big((10**9, 4), np.float64))]
+         lambda: cell(np.ones((2, 3)), big((10**9, 4), np.float64)),
+         lambda: fastrnn.Linear(3, 4)(big((10**9, 4), np.float64)),
+         lambda: fastrnn.LayerNorm(3)(big((10**9, 4), np.float64)),
+         lambda: fastrnn.Attention("dot")(big((2, 10**8, 3), np.float64),
+                                          big((2, 10**8, 4), np.float64))]
 for case in cases:
     try:
         case()
@@ -470,7 +475,7 @@ for case in cases:
 """
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["ValueError"] * 5
+    assert proc.stdout.split() == ["ValueError"] * 8
 
 
 @pytest.mark.parametrize("call", [

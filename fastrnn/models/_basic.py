@@ -166,7 +166,7 @@ class Linear(Module):
         return k
 
     def __call__(self, input) -> np.ndarray:
-        x = v.float_array("x", input, self.dtype)
+        x = v.numeric("x", input)  # converted once its shape is known to be right
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"x has shape {x.shape}; Linear expects (..., in_features={self.in_features})"
@@ -175,6 +175,7 @@ class Linear(Module):
         M = int(np.prod(lead, dtype=np.int64))
         if M > _INT_MAX:
             raise ValueError(f"x has {M} rows; at most {_INT_MAX} per call")
+        x = v.convert(x, self.dtype)
         y = np.empty(lead + (self.out_features,), self.dtype)
         if M:
             self._kernel().apply(x.reshape(M, self.in_features), y.reshape(M, self.out_features),
@@ -242,13 +243,14 @@ class LayerNorm(Module):
 
     def __call__(self, input) -> np.ndarray:
         dt = self.dtype if self.elementwise_affine else input_dtype(input)
-        x = v.float_array("x", input, dt)
+        x = v.numeric("x", input)  # converted once its shape is known to be right
         n = len(self.normalized_shape)
         if x.ndim < n or x.shape[x.ndim - n:] != self.normalized_shape:
             raise ValueError(
                 f"x has shape {x.shape}; LayerNorm expects (..., "
                 f"{', '.join(map(str, self.normalized_shape))})"
             )
+        x = v.convert(x, dt)
         if x.size == 0:
             return np.zeros(x.shape, dt)
         axes = tuple(range(x.ndim - n, x.ndim))

@@ -71,11 +71,11 @@ class Attention(Module):
 
     def __call__(self, query, keys, lengths=None):
         dt = self.dtype if self.kind == "additive" else input_dtype(keys)
-        k = v.float_array("keys", keys, dt)
+        k = v.numeric("keys", keys)  # both converted once their shapes are known right
         if k.ndim != 3:
             raise ValueError(f"keys must be 3-D (B, S, key_size); got shape {k.shape}")
         B, S, K = k.shape
-        q = v.float_array("query", query, dt)
+        q = v.numeric("query", query)
         single = q.ndim == 2
         if single:
             q = q[:, None, :]
@@ -86,6 +86,7 @@ class Attention(Module):
             raise ValueError(f"keys has {S} steps (shape {k.shape}); S must be >= 1")
         self._check_sizes(q.shape[2], K)
         lens = v.lengths(lengths, B, S)
+        k, q = v.convert(k, dt), v.convert(q, dt)
         valid = (np.arange(S)[None, :] < (lens if lens is not None else np.full(B, S))[:, None])
         if self.kind == "dot":
             scores = np.einsum("btq,bsq->bts", q.astype(np.float64), k.astype(np.float64))
