@@ -266,12 +266,16 @@ def state_dict_arrays(state_dict, strict, shapes: dict, dtypes, owner: str, kind
 
 
 def lengths(value, B: int, T: int) -> np.ndarray | None:
-    """Per-sequence lengths as int64 (B,), each in [1, T]; None when all equal T."""
+    """Per-sequence lengths as int64 (B,), each in [1, T]; None when all equal T.
+
+    Always a private copy, checked after it was made: the engine reads the lengths
+    again and again with the GIL released, and another thread may change the
+    caller's array meanwhile (a length past T would then address past the output)."""
     if value is None:
         return None
     value = _torch_to_numpy(value)
     try:
-        arr = np.asarray(value)
+        arr = np.array(value)  # a copy, even of an ndarray
     except (ValueError, TypeError) as exc:
         raise TypeError(f"lengths must be a 1-D array of integers; converting it failed: {exc}") from None
     if arr.dtype.kind == "O" and arr.ndim == 1 and all(type(n) is int for n in arr.tolist()):
@@ -301,9 +305,7 @@ def lengths(value, B: int, T: int) -> np.ndarray | None:
     if bad.size:
         i = int(bad[0])
         raise ValueError(f"lengths[{i}] is {int(arr[i])}; each length must be in [1, T={T}]")
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
-    if not arr.flags.aligned:  # as in float_array: the C code reads whole int64s
-        arr = arr.copy()
+    arr = np.ascontiguousarray(arr, dtype=np.int64)  # a fresh array is aligned
     if np.all(arr == T):
         return None
     return arr

@@ -524,6 +524,72 @@ def test_lengths_beyond_int64_are_value_errors(lengths, match):
         layer(np.zeros((5, 2, I)), lengths=lengths)
 
 
+def test_the_engine_reads_its_own_copy_of_lengths(monkeypatch):
+    """The engine reads the lengths again and again with the GIL released; another
+    thread may change the caller's array meanwhile. So it gets a private copy, even
+    of an int64 array it could take as it is (and of a torch tensor's memory)."""
+    torch = need("torch")
+    layer = fastrnn.GRU(I, H, bidirectional=True)
+    plan = layer._packed()
+    seen = []
+
+    class Spy:
+        def run(self, x, batch_first, h0, c0, lengths):
+            seen.append(lengths)
+            return plan.run(x, batch_first, h0, c0, lengths)
+
+    monkeypatch.setattr(layer, "_packed", lambda: Spy())
+    x = np.ones((5, 3, I), np.float32)
+    given = np.array([5, 2, 4], np.int64)
+    tensor = torch.tensor([5, 2, 4])
+    for lengths, memory in ((given, given), (tensor, tensor.numpy())):
+        out, _ = layer(x, lengths=lengths)
+        assert seen[-1] is not None and not np.shares_memory(seen[-1], memory)
+        np.testing.assert_array_equal(seen[-1], [5, 2, 4])
+    assert out[2:, 1].max() == 0 and out[:2, 1].min() != 0
+
+
+def test_lengths_changed_by_another_thread_during_a_call():
+    """A thread flips the caller's lengths between a valid value and 10**9 while
+    another calls a bidirectional layer with them: every call runs on the value it
+    was checked with or is refused (it crashed with SIGSEGV: the reverse direction
+    addressed time 10**9 - 1 - s)."""
+    from _io_helpers import run_python
+
+    code = """
+import threading, numpy as np, fastrnn
+T, B = 400, 4
+gru = fastrnn.GRU(8, 64, bidirectional=True, seed=0)
+x = np.ones((T, B, 8), np.float32)
+lens = np.array([T - 1, T, T, T], np.int64)
+ref = gru(x, lengths=lens)[0]
+stop = False
+def flip():
+    while not stop:
+        lens[0] = 10**9
+        lens[0] = T - 1
+th = threading.Thread(target=flip)
+th.start()
+ran = refused = 0
+try:
+    for i in range(200):
+        try:
+            out = gru(x, lengths=lens)[0]
+        except ValueError:
+            refused += 1
+        else:
+            ran += 1
+            assert np.array_equal(out, ref)
+finally:
+    stop = True
+    th.join()
+print(ran + refused)
+"""
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["200"]
+
+
 def test_empty_batches_everywhere():
     """B = 0 with states and lengths of matching (empty) shapes: empty results of
     the right shapes; a state of another batch size is still a ValueError."""
