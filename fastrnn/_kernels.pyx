@@ -297,7 +297,7 @@ cdef class Stream:
             return False
         if write and not cnp.PyArray_ISWRITEABLE(arr):
             return False
-        if cnp.PyArray_NDIM(arr) != ndim:
+        if ndim < 1 or ndim > 2 or cnp.PyArray_NDIM(arr) != ndim:
             return False
         cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
         if ndim == 1:
@@ -313,7 +313,7 @@ cdef class Stream:
         can convert it or say what is wrong. n_threads <= 0: the calling thread's
         setting (max_threads(), asked by the engine)."""
         cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>x) if cnp.PyArray_Check(x) else 0
-        if nd < 1 or not self._fits(x, nd, self.in_size, False):
+        if nd < 1 or nd > 2 or not self._fits(x, nd, self.in_size, False):
             return None
         cdef const char *px = <const char *>cnp.PyArray_DATA(<cnp.ndarray>x)
         cdef char *po

@@ -466,6 +466,9 @@ def test_bad_x_refused_and_stream_not_advanced():
         (np.zeros((B + 1, I), np.float32), ValueError, r"x has shape \(4, 5\)"),
         (np.zeros(I, np.float32), ValueError, r"x has shape \(5,\)"),  # unbatched, B=3
         (np.zeros((1, B, I), np.float32), ValueError, "x has shape"),
+        # (B, I) first, more axes after: the engine's fast path took those
+        (np.zeros((B, I, 1), np.float32), ValueError, r"x has shape \(3, 5, 1\)"),
+        (np.zeros((B, I, 1, 1), np.float32), ValueError, r"x has shape \(3, 5, 1, 1\)"),
         (np.zeros((), np.float32), ValueError, "x has shape"),
         (np.full((B, I), "a"), TypeError, "x must hold real numbers.*string"),
         ("abc", TypeError, "x must hold real numbers"),
@@ -493,6 +496,11 @@ def test_bad_x_with_out_does_not_touch_out():
     with pytest.raises(ValueError):
         stream.step(np.zeros((2, I + 1), np.float32), out=buf)
     assert np.all(buf == 5.0)
+    # (B, I, k) with out (B, H, k): the fast path once stepped on x's first B*I values
+    buf3 = np.full((2, H, 2), 5.0, np.float32)
+    with pytest.raises(ValueError, match=r"x has shape \(2, 5, 2\)"):
+        stream.step(np.ones((2, I, 2), np.float32), out=buf3)
+    assert np.all(buf3 == 5.0) and not stream.state.any()
 
 
 # -- construction errors -----------------------------------------------------------
