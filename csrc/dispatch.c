@@ -88,6 +88,8 @@ static _Atomic int frn_forked = 0;
 
 static void frn_mark_child(void) { atomic_store(&frn_forked, 1); }
 
+int frn_in_child(void) { return atomic_load_explicit(&frn_forked, memory_order_relaxed); }
+
 __attribute__((constructor)) static void frn_watch_fork(void)
 {
     pthread_atfork(NULL, NULL, frn_mark_child);
@@ -300,14 +302,22 @@ void frn_stream_wake(frn_stream *S)
     pthread_mutex_unlock(S->mu);
 }
 
+/* Tests: the phase a stream's helpers start at, with every counter as phases 0 and
+   1 left it -- a stream that has stepped ~10^9 times without touching some of its
+   counters (sched.h compares their tags with the phase). */
+static _Atomic uint64_t frn_stream_phase0 = 0;
+
+void frn_set_stream_phase0(uint64_t k) { atomic_store(&frn_stream_phase0, k); }
+
 int frn_stream_helpers(frn_stream *S, int n)
 {
     if (n > FRN_MAX_TEAM - 1) n = FRN_MAX_TEAM - 1;
     S->sched = NULL;
     if (posix_memalign((void **)&S->sched, 64, sizeof(frn_sched)) != 0) return FRN_ENOMEM;
     frn_sched_init(S->sched, n + 1);
-    /* phase 0 is the opening of the first step */
-    S->k = 0;
+    /* phase 0 is the opening of the first step (tests: a later one) */
+    S->k = atomic_load(&frn_stream_phase0);
+    atomic_store(&S->sched->phase, S->k);
     atomic_init(&S->base, UINT64_MAX);
     atomic_init(&S->active, 1);
     atomic_init(&S->quit, 0);

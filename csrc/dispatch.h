@@ -54,6 +54,10 @@ typedef struct {
 #define FRN_PROBE_NS 500000000LL
 /* frn_useful_threads: fastrnn.h */
 
+/* Whether this process is a child of fork() (dispatch.c): its calls run on one
+   thread, and a stream's helpers are its parent's. */
+int frn_in_child(void);
+
 extern const frn_kernels frn_kernels_generic;
 #ifdef FRN_HAVE_X86
 extern const frn_kernels frn_kernels_avx2;

@@ -153,6 +153,8 @@ void frn_set_batch_split(int mode);
 int frn_batch_split_mode(void);
 /* Tests: helpers join one step in four up to `ns` late (a helper the OS ran late). */
 void frn_set_helper_lag(int ns);
+/* Tests: streams made from now on start their phase numbers at k (sched.h). */
+void frn_set_stream_phase0(uint64_t k);
 
 /* Threads and build (dispatch.c). frn_team_threads: the threads a call asking for
    n may use (n < 1: the calling thread's OpenMP setting), at least 1, at most the

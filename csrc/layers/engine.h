@@ -1171,6 +1171,13 @@ static void FN(stream_recur)(struct frn_stream *S, FN(team) *tm)
 static void FN(stream_join)(struct frn_stream *S)
 {
     if (!S->r_pending) return;
+    if (frn_in_child()) {
+        /* forked while the helpers ran them: they are not in this process, and the
+           items they had claimed would never be done. Drop the products; the step
+           computes them itself (a child steps on one thread). */
+        S->r_pending = S->r_valid = 0;
+        return;
+    }
     FN(team) tm = {S->sched, 0, S->k};
     FN(stream_recur)(S, &tm);
     frn_sched_wait(S->sched, tm.k);
