@@ -9,7 +9,7 @@ exactly what the engine reads, and hand anything else back (None) to the checks.
 """
 
 from libc.limits cimport INT_MAX
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 cimport numpy as cnp
@@ -97,6 +97,7 @@ cdef extern from "fastrnn.h" nogil:
     void frn_set_far(int far)
     int frn_split_uneven(int B, int groups)
     void frn_set_helper_lag(int ns)
+    void frn_set_stream_phase0(uint64_t k)
     void frn_set_batch_split(int mode)
     int frn_openmp_enabled()
     int frn_max_threads()
@@ -565,6 +566,12 @@ def _set_helper_lag(int ns):
     """Private: streams' helper threads join one step in four up to `ns` late, as
     when the OS runs them late (tests of the hand-over; 0: never)."""
     frn_set_helper_lag(ns)
+
+
+def _set_stream_phase0(uint64_t k):
+    """Private: streams made from now on number their phases from k, their counters
+    as phases 0 and 1 left them (tests of a stream that has stepped ~10^9 times)."""
+    frn_set_stream_phase0(k)
 
 
 def compiler():

@@ -235,6 +235,98 @@ print(json.dumps([bool(np.array_equal(a, b)) for a, b in zip(two.state, one.stat
     assert proc.stdout.strip().splitlines()[-1] == "[true, true]"
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 if hasattr(os, "sched_getaffinity")
+                    else True, reason="needs 2 CPUs")
+def test_streams_past_2_to_the_31_phases_keep_stepping():
+    """The helpers' counters carry their phase modulo 2^32 (layers/sched.h). A
+    counter untouched for 2^31 phases -- a one-layer stream's, stepped back to back
+    ~10^9 times, whose next step has its products ahead -- looked taken by a later
+    phase: nobody claimed its items and the step never returned. Streams here start
+    at such phase numbers (`_set_stream_phase0`, counters as phases 0 and 1 left
+    them), step back to back, then with time between steps, and end in the state a
+    one-thread stream reaches. In a subprocess with an alarm: a hang fails the test."""
+    code = """
+import json, signal, time, numpy as np, fastrnn
+from fastrnn import _kernels
+signal.alarm(60)
+_kernels._set_far(0)
+layer = fastrnn.LSTM(64, 64, seed=5)
+x = np.random.default_rng(0).standard_normal((256, 64)).astype(np.float32) * 0.3
+fastrnn.set_num_threads(1)
+one = layer.stream(1)
+for i in range(1200):
+    one.step(x[i & 255])
+fastrnn.set_num_threads(2)
+same = []
+for k0 in (2**31 + 1024, 2**31 + 1025, 2**32 - 256, 2**33 + 2**31):
+    _kernels._set_stream_phase0(k0)
+    two = layer.stream(1)
+    for i in range(1200):
+        two.step(x[i & 255])
+        if i >= 1000:  # time between steps: their products go ahead
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 2e-5:
+                pass
+    same += [bool(np.array_equal(a, b)) for a, b in zip(two.state, one.state)]
+print(json.dumps(same))
+"""
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr or f"status {proc.returncode} (alarm: a hang)"
+    assert proc.stdout.strip().splitlines()[-1] == json.dumps([True] * 8)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not hasattr(os, "sched_getaffinity")
+                    or len(os.sched_getaffinity(0)) < 2, reason="needs fork and 2 CPUs")
+def test_a_child_forked_while_the_helpers_run_ahead_steps_on():
+    """With time between steps, a stream's helpers go on computing the next step's
+    recurrent products after step() returns. A child forked then inherited their
+    claimed but unfinished items, and its first step waited for them for good (20
+    forks in 20, 40 layers). The child drops them and steps on one thread: each
+    child's step equals the parent's."""
+    code = """
+import os, signal, time, numpy as np, fastrnn
+from fastrnn import _kernels
+_kernels._set_far(0)
+fastrnn.set_num_threads(2)
+layer = fastrnn.LSTM(256, 256, 40, seed=0)
+s = layer.stream()
+x = np.ones(256, np.float32) * 0.1
+def wait(us):
+    t = time.perf_counter()
+    while time.perf_counter() - t < us * 1e-6:
+        pass
+for i in range(50):
+    s.step(x)
+    wait(20)
+results = []
+for trial in range(8):
+    s.step(x)
+    wait(20)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)
+        os.write(w, s.step(x).tobytes())
+        os._exit(0)
+    os.close(w)
+    got = b""
+    while True:
+        chunk = os.read(r, 1 << 16)
+        if not chunk:
+            break
+        got += chunk
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    mine = s.step(x)
+    results.append("hung" if os.WIFSIGNALED(status) else
+                   str(np.array_equal(np.frombuffer(got, np.float32), mine)))
+print(" ".join(results))
+"""
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True"] * 8
+
+
 @pytest.mark.parametrize("kind", list(VARIANTS))
 def test_unbatched_steps(kind):
     layer = _make(kind)

@@ -17,11 +17,11 @@
  *
  * Phases are numbered 0, 1, 2, ... identically by every thread. Two slots of
  * counters alternate between phases; every counter carries the number of the phase
- * that last used it in its upper 32 bits, so a thread that wakes up late cannot
- * claim from a slot that a later phase has taken (its compare-and-swap fails and it
- * catches up). Nobody resets a slot: the first claim or count of phase k that finds
- * a counter tagged with an earlier phase (all complete, as phase k is open) starts
- * it afresh in the same compare-and-swap. So each thread's claim counter stays in
+ * that last used it (modulo 2^32) in its upper 32 bits, so a thread that wakes up
+ * late cannot claim from a slot that a later phase has taken (its compare-and-swap
+ * fails and it catches up). Nobody resets a slot: the first claim or count of phase
+ * k that finds a counter tagged with another phase -- an earlier one, unless phase
+ * k is already complete -- starts it afresh in the same compare-and-swap. So each thread's claim counter stays in
  * its own cache from phase to phase; a reset by the thread that completed a phase
  * took every counter line to that thread's core, and the owners' next claims each
  * waited ~0.2 us for theirs back (a stream step on two threads has two such
@@ -65,13 +65,6 @@ typedef struct {
 } frn_sched;
 
 static inline uint64_t frn_tag(uint64_t k) { return k << 32; }
-
-/* Whether counter value w was last used by a phase before k (a later phase has
-   not taken it yet while phase k may run: tags are compared modulo 2^32). */
-static inline int frn_stale(uint64_t w, uint64_t k)
-{
-    return (int32_t)((uint32_t)(w >> 32) - (uint32_t)k) < 0;
-}
 
 /* Load a counter to update it: for writing, so the line comes from its last
    writer in one transfer, not one to read it and another to write it. */
@@ -152,12 +145,20 @@ static inline int frn_sched_claim(frn_sched *S, uint64_t k, int t, long n, int c
         uint64_t w = frn_counter_load(&sl->next[o]);
         for (;;) {
             long q; /* items of share o taken */
-            if ((w >> 32) == (k & 0xffffffffu))
+            if ((w >> 32) == (k & 0xffffffffu)) {
                 q = (long)(w & 0xffffffffu);
-            else if (frn_stale(w, k))
-                q = 0; /* the first claim of phase k on this share */
-            else
-                return 0; /* phase over, slot taken by a later phase */
+            } else {
+                /* Another phase's tag: an earlier one's, however long ago, while
+                   phase k is open; a later one's only once phase k is complete
+                   (k + 2 took the slot). So ask the phase, not the tag: tags are
+                   phases modulo 2^32, and a counter untouched for 2^31 phases (a
+                   stream's, after ~10^9 steps) would look later than k. Acquire:
+                   a later phase's claim (release) brings the phase it saw. */
+                atomic_thread_fence(memory_order_acquire);
+                if (atomic_load_explicit(&S->phase, memory_order_relaxed) > k)
+                    return 0; /* phase over */
+                q = 0;        /* the first claim of phase k on this share */
+            }
             const long left = b - a - q;
             if (left <= 0) break;
             long c = chunk;
@@ -166,7 +167,7 @@ static inline int frn_sched_claim(frn_sched *S, uint64_t k, int t, long n, int c
             if (c > left) c = left;
             if (atomic_compare_exchange_weak_explicit(&sl->next[o].v, &w,
                                                       frn_tag(k) | (uint64_t)(q + c),
-                                                      memory_order_relaxed,
+                                                      memory_order_release,
                                                       memory_order_relaxed)) {
                 if (!rev) {
                     *lo = a + q;
