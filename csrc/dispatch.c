@@ -147,7 +147,14 @@ int frn_gemm_test(int isa, int dtype, int M, int N, int K, const void *a, const 
  * each calling thread keeps between calls: a fresh multi-megabyte allocation per
  * call costs page faults (glibc returns large blocks to the OS), about 1 us per
  * step at batch 1, H=512. Per thread, so many Python threads may call at once;
- * freed when the thread ends. */
+ * freed when the thread ends. A block past FRN_WS_KEEP is freed when its call
+ * ends (frn_workspace_trim): one call on a long batch of a stack (its inner
+ * layers' outputs: 500 MB for 3 layers of H=32 over 4000 steps of 512 rows) kept
+ * that much for the life of the thread -- the main thread's: for good. Calls that
+ * big pay the page faults, as a NumPy or torch call of that size does. */
+#ifndef FRN_WS_KEEP
+#define FRN_WS_KEEP ((size_t)32 << 20)
+#endif
 typedef struct {
     void *p;
     size_t n;
@@ -187,6 +194,17 @@ void *frn_workspace(size_t bytes)
         w->n = bytes;
     }
     return w->p;
+}
+
+void frn_workspace_trim(void)
+{
+    pthread_once(&frn_ws_once, frn_ws_init);
+    frn_ws *w = pthread_getspecific(frn_ws_key);
+    if (w && w->n > FRN_WS_KEEP) {
+        free(w->p);
+        w->p = NULL;
+        w->n = 0;
+    }
 }
 
 /* ---- streams ---- */

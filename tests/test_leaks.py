@@ -237,3 +237,36 @@ def test_generate_touches_memory_for_the_tokens_it_makes_not_max_len():
     grown = rss() - before
     assert tokens.shape == logp.shape == (1, 1) and tokens[0, 0] == eos
     assert grown <= 32 << 20, f"RSS grew by {grown >> 20} MiB for one token"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_big_call_does_not_keep_its_workspace(threads):
+    """The engine keeps each thread's scratch block between calls, but one past
+    32 MiB only until its call ends: a 3-layer stack over 2000 steps of 512 rows
+    (its inner layers' outputs: 2 x 131 MB) kept 262 MB for the life of the
+    thread -- the main thread's, for good -- after every array was freed. On 2
+    threads the batch is split in row groups, each with its own block. In a fresh
+    process each: what an earlier test left in a block must not hide it."""
+    from _io_helpers import run_python
+
+    code = f"""
+import gc, os, numpy as np, fastrnn
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+fastrnn.set_num_threads({threads})
+layer = fastrnn.RNN(8, 32, 3, seed=0)
+x = np.zeros((2000, 512, 8), np.float32)
+layer(x[:, :2])  # the pool's threads start, each block reaches its small size
+gc.collect()
+before = rss()
+out, hn = layer(x)
+assert out.shape == (2000, 512, 32) and np.isfinite(hn).all()
+del out, hn
+gc.collect()
+print((rss() - before) >> 20)
+"""
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    kept = int(proc.stdout.split()[-1])
+    assert kept <= 32, f"RSS kept {kept} MiB after the call"

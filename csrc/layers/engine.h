@@ -1091,6 +1091,7 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
                 FN(group_place)(&G[i], w, 1, Fd, sched);
                 FN(run_group)(&G[i], Fd, sched, 1, 0);
             }
+            if (tid != 0) frn_workspace_trim();
         }
         if (failed) goto nomem;
     }
@@ -1098,6 +1099,7 @@ static int FN(forward)(const frn_plan *P, const frn_seq *q, int n_threads)
 nomem:
     status = FRN_ENOMEM;
 done:
+    frn_workspace_trim();
     free(G);
     free(garr);
     free(F.perm);

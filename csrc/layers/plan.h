@@ -143,6 +143,8 @@ void frn_stream_wake(struct frn_stream *S);
 /* The calling thread's scratch block of at least `bytes`, 64-byte aligned, kept
    between calls (dispatch.c); NULL when out of memory. */
 void *frn_workspace(size_t bytes);
+/* At the end of a call: the calling thread's block is freed if it is a big one. */
+void frn_workspace_trim(void);
 
 static inline int frn_lanes(int isa, int dtype)
 {
