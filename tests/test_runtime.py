@@ -689,3 +689,37 @@ def test_isa_refusal_logic(monkeypatch):
         assert fastrnn.config()["isa"] == "generic"
     finally:
         _kernels._set_isa(before)
+
+
+def test_the_engine_refuses_an_isa_this_cpu_lacks():
+    """The engine's own check behind FASTRNN_ISA's: the private switch to an ISA
+    above this CPU's (its kernels would die with SIGILL), or to no ISA at all, is a
+    ValueError and leaves the ISA as it was."""
+    before = _kernels.get_isa()
+    bad = [-1, len(ISA_NAMES)] + list(range(_kernels.cpu_isa() + 1, len(ISA_NAMES)))
+    for isa in bad:
+        with pytest.raises(ValueError, match="instruction set not available"):
+            _kernels._set_isa(isa)
+        assert _kernels.get_isa() == before
+
+
+def test_what_ran_on_one_isa_follows_a_switch(isa):
+    """A layer, a stream and a Linear that ran on the best ISA repack for the one in
+    force after a switch (the test suite's `isa` fixture relies on it): bitwise what
+    fresh ones built on that ISA give."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 3, 33)).astype(np.float32)
+    best = len(fastrnn.config()["isa_available"]) - 1
+    here = ISA_NAMES.index(isa)
+    _kernels._set_isa(best)
+    layer, lin = fastrnn.GRU(33, 37, seed=1), fastrnn.Linear(33, 37, seed=2)
+    stream = layer.stream(3)
+    layer(x), lin(x), stream.step(x[0])
+    _kernels._set_isa(here)
+    carried = stream.state  # the state the best ISA's step left
+    got = layer(x)[0], lin(x), stream.step(x[1])
+    assert layer._plan.isa == here and lin._kernel().isa == here
+    fresh, fresh_lin = fastrnn.GRU(33, 37, seed=1), fastrnn.Linear(33, 37, seed=2)
+    want = fresh(x)[0], fresh_lin(x), fresh.stream(3, state=carried).step(x[1])
+    for g, w, what in zip(got, want, ("layer", "Linear", "stream")):
+        assert np.array_equal(g, w), f"the {what} did not follow the switch to {isa}"
