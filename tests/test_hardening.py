@@ -590,6 +590,37 @@ print(ran + refused)
     assert proc.stdout.split() == ["200"]
 
 
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_engine_ready_x_with_the_wrong_features_is_refused(variant, dtype, batch_first):
+    """An x the engine could take as it is (a C-contiguous array of the layer's
+    dtype) skips the Python checks up to Cython's own; its last axis must still be
+    input_size. The error cases elsewhere pass lists and other dtypes, which are
+    checked in Python first: only the command-line tests noticed when Cython's
+    feature check was gone, and the layer then read past x."""
+    layer = make(variant, dtype, batch_first=batch_first)
+    for shape in ((5, 2, I - 1), (5, 2, I + 1), (5, I + 1), (5, 1)):
+        x = np.ones(shape, dtype)
+        with pytest.raises(ValueError, match=rf"x has {shape[-1]} features"):
+            layer(x)
+
+
+@pytest.mark.parametrize("n_rows", [1, 130, 2 * 130 + 57])
+def test_linear_over_several_chunks_of_rows(isa, n_threads, n_rows):
+    """The engine applies a Linear in chunks of rows (2^18 values of its padded
+    output a chunk: 130 rows for 2000 outputs) and takes only what is left of x in
+    the last one: taken whole, it read past x and wrote past y (under ASan, a report;
+    here rows past y in one buffer must stay as they were)."""
+    lin = fastrnn.Linear(8, 2000, seed=0)
+    x = np.random.default_rng(n_rows).standard_normal((n_rows, 8)).astype(np.float32)
+    ref = x.astype(np.float64) @ lin.weight.T.astype(np.float64) + lin.bias
+    assert_close(lin(x), ref, "float32", k=8)
+    buf = np.full((n_rows + 130, 2000), 7.0, np.float32)
+    lin._kernel().apply(x, buf[:n_rows], n_threads)
+    assert np.array_equal(buf[:n_rows], lin(x)) and np.all(buf[n_rows:] == 7.0)
+
+
 def test_empty_batches_everywhere():
     """B = 0 with states and lengths of matching (empty) shapes: empty results of
     the right shapes; a state of another batch size is still a ValueError."""
