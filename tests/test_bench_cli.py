@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from _util import need
 
 import fastrnn
 
@@ -206,3 +208,76 @@ def test_core_roundtrip_between_two_threads():
         _kernels.core_roundtrip_ns(0)
     r = _bench_machine.core_roundtrip(quick=True)
     assert len(r["samples"]) == 3 and r["ns"] == sorted(r["samples"])[1]
+
+
+def test_check_output_refuses_wrong_outputs():
+    """The check every engine passes before it is timed: off by 1e-2 (a wrong gate
+    or index), 1e-4, NaN, Inf or of another shape fails; float32 rounding passes."""
+    from fastrnn import _bench_core as core
+
+    expected = np.random.default_rng(0).standard_normal((6, 2, 16))
+    ok, err, tol, _ = core.check_output(expected.astype(np.float32), expected, 64)
+    assert ok and err <= tol
+    for bad in (expected + 1e-2, expected + 1e-4, np.where(expected > 1, np.nan, expected),
+                np.where(expected > 1, np.inf, expected), expected[:, :1]):
+        ok, err, tol, why = core.check_output(bad.astype(np.float32), expected, 64)
+        assert not ok and err > tol and why
+
+
+def test_an_engine_that_fails_its_check_is_not_timed():
+    from fastrnn import _bench_core as core
+
+    expected = np.random.default_rng(0).standard_normal((6, 2, 16))
+
+    class Broken:  # an engine whose output is off by 1e-2
+        name, note, is_peer = "broken", "", True
+
+        def output(self, steps):
+            return expected[:steps] + 1e-2
+
+        def prepare(self, per_step):
+            raise AssertionError("a failed engine must not be prepared for timing")
+
+    case = core.Case("seq", "GRU", 16, 8, 2, 6)
+    res = core.run_case(case, [Broken()], core.Policy.quick(), lambda steps: expected[:steps], 6)
+    assert res[0].status == "FAILED" and not res[0].samples and "max error" in res[0].note
+
+
+def test_the_command_fails_when_fastrnn_fails_its_check(tmp_path):
+    """fastrnn's own output off by 1e-3: the table says FAILED and the command exits
+    with status 1."""
+    code = """
+import sys, fastrnn
+from fastrnn import cli
+right = fastrnn.GRU.__call__
+def wrong(self, *args, **kwargs):
+    out, h = right(self, *args, **kwargs)
+    return out + 1e-3, h
+fastrnn.GRU.__call__ = wrong
+sys.exit(cli.main(["bench", "--quick", "--cell", "gru", "--hidden", "32", "--threads", "1",
+                   "--kind", "seq", "--engine", "fastrnn"]))
+"""
+    from _io_helpers import run_python
+
+    proc = run_python(code)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAILED" in proc.stdout and "engine run(s) failed" in proc.stderr
+
+
+def test_generation_check_refuses_a_wrong_log_p(monkeypatch):
+    """The generation section checks fastrnn's log p against torch's teacher-forced
+    log_softmax: off by 0.1, every row fails."""
+    need("torch")
+    from fastrnn import _bench_generate
+    from fastrnn.models import LanguageModel
+
+    right = LanguageModel.generate
+
+    def wrong(self, *args, **kwargs):
+        tokens, logp = right(self, *args, **kwargs)
+        return tokens, logp + 0.1
+
+    monkeypatch.setattr(LanguageModel, "generate", wrong)
+    checks = [r["check"] for r in _bench_generate.run(quick=True, time_torch=False)
+              if r["engine"] == "fastrnn"]
+    assert checks and all(c.startswith("FAILED: log p off by 0.1") for c in checks), checks
