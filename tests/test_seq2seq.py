@@ -692,3 +692,21 @@ def test_nan_weights_do_not_crash_and_threads_share_a_model():
         assert ((tokens >= 0) & (tokens < V_TGT)).all() and np.isnan(logp[:, 0]).all()
     tokens, _ = m.generate(src, max_len=5, bos=BOS, eos=EOS, temperature=1.0, seed=0)
     assert ((tokens >= 0) & (tokens < V_TGT)).all()
+
+
+def test_greedy_is_the_argmax_of_log_p_not_of_the_running_sum():
+    """With one live beam, candidates are ordered by their own log p, so greedy is
+    exactly the argmax at every step. Ordered by the running sum plus log p, two
+    candidates 1e-15 apart merge once the sum is large enough (from step 12 here),
+    and the tie went to the lower id."""
+    V = 4
+    lm = fastrnn.LanguageModel(fastrnn.Sequential(
+        fastrnn.Embedding(V, 3, dtype="float64", seed=0),
+        fastrnn.GRU(3, 5, batch_first=True, dtype="float64", seed=0),
+        fastrnn.Linear(5, V, dtype="float64", seed=0)))
+    sd = lm.state_dict()
+    sd["2.weight"] = np.zeros((V, 5))
+    sd["2.bias"] = np.array([0.0, 1e-15, -5.0, -5.0])  # token 1 by a hair, every step
+    lm.load_state_dict(sd)
+    tokens, _ = lm.generate([1, 2], max_len=60)
+    assert tokens.tolist() == [1] * 60
