@@ -106,7 +106,7 @@ static int frn_procs = 0;
 
 int frn_team_threads(int n)
 {
-    if (atomic_load_explicit(&frn_forked, memory_order_relaxed)) return 1;
+    if (frn_in_child()) return 1;
     if (n < 1) n = omp_get_max_threads();
     /* omp_get_num_procs() asks the kernel for the affinity mask every time:
        read it once (a stream step is ~1 us; the syscall cost a tenth of it) */
@@ -521,7 +521,7 @@ int frn_stream_reorder(frn_stream *s, const int32_t *idx)
 double frn_core_roundtrip_ns(int iters)
 {
 #ifdef _OPENMP
-    if (atomic_load(&frn_forked)) return -1.0;
+    if (frn_in_child()) return -1.0;
     /* thread 0 writes odd values, thread 1 answers with the next even one (a line
        of this call's stack, shared by the team) */
     _Atomic long line __attribute__((aligned(64))) = 0;
@@ -575,7 +575,7 @@ double frn_core_roundtrip_ns(int iters)
 static double frn_probe_roundtrip(void)
 {
 #ifdef _OPENMP
-    if (atomic_load(&frn_forked)) return -1.0;
+    if (frn_in_child()) return -1.0;
     _Atomic long line __attribute__((aligned(64))) = 0;
     _Atomic int quit __attribute__((aligned(64))) = 0;
     double best = -1.0;
@@ -698,7 +698,7 @@ int frn_openmp_enabled(void)
 /* The calling thread's setting; 1 in a child of fork(), where calls run on one */
 int frn_max_threads(void)
 {
-    return atomic_load_explicit(&frn_forked, memory_order_relaxed) ? 1 : omp_get_max_threads();
+    return frn_in_child() ? 1 : omp_get_max_threads();
 }
 
 void frn_set_procs(int n) { frn_procs = n < 1 ? 0 : n; }

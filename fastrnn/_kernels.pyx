@@ -260,6 +260,14 @@ cdef class Plan:
         return out, hn, cn
 
 
+cdef inline bint _overlap(object a, object b):
+    """Whether the memory of ndarrays a and b overlaps (both contiguous)."""
+    cdef const char *pa = <const char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+    cdef const char *pb = <const char *>cnp.PyArray_DATA(<cnp.ndarray>b)
+    return (pb < pa + cnp.PyArray_NBYTES(<cnp.ndarray>a) and
+            pa < pb + cnp.PyArray_NBYTES(<cnp.ndarray>b))
+
+
 cdef class Stream:
     """The carried state of a unidirectional network stepping B sequences."""
 
@@ -298,7 +306,7 @@ cdef class Stream:
             return False
         if write and not cnp.PyArray_ISWRITEABLE(arr):
             return False
-        if ndim < 1 or ndim > 2 or cnp.PyArray_NDIM(arr) != ndim:
+        if cnp.PyArray_NDIM(arr) != ndim:
             return False
         cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
         if ndim == 1:
@@ -317,17 +325,11 @@ cdef class Stream:
         if nd < 1 or nd > 2 or not self._fits(x, nd, self.in_size, False):
             return None
         cdef const char *px = <const char *>cnp.PyArray_DATA(<cnp.ndarray>x)
-        cdef char *po
         if out is None:
             out = cnp.PyArray_EMPTY(nd, &self.out_dims[2 - nd], self.typenum, 0)
-            po = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
-        else:
-            if not self._fits(out, nd, self.out_dims[1], True):
-                return None
-            po = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
-            if (po < px + cnp.PyArray_NBYTES(<cnp.ndarray>x) and
-                    px < po + cnp.PyArray_NBYTES(<cnp.ndarray>out)):
-                return None
+        elif not self._fits(out, nd, self.out_dims[1], True) or _overlap(x, out):
+            return None
+        cdef char *po = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
         cdef int rc
         self._idle()
         self.busy = True

@@ -6,8 +6,6 @@
 # every shape, id and size and made every array C-contiguous of the model dtype
 # (ids int64); this makes the one C call with the GIL released.
 
-from libc.stdint cimport uint64_t
-
 
 cdef extern from "models/decode.h" nogil:
     enum:
