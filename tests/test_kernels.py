@@ -761,6 +761,31 @@ def test_bitwise_same_at_any_batch_position(variant, dtype, isa):
             assert np.array_equal(c3, cn[:, :B]), f"batch of {B}"
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", ["lstm", "lstm_proj", "rnn_tanh", "gru_lbr_false"])
+def test_every_row_tile_shape_bitwise(variant, dtype, isa):
+    """Batches of 1-8, 12 and 16 rows, whose steps run every row tile the kernels
+    have for 4-vector W_hh panels (1-3 rows over both halves of a split panel, 4-6
+    rows a half at a time on AVX2; one row over 1-4 panels at once): every row equals
+    the same sequence run alone, bitwise, and the float64 reference."""
+    # 120 units: 15 panels of one unit block (LSTM), 230 KB of W_hh, so one row takes
+    # 4 panels at a time and then 3; 2-layer, so the second layer's K is h_out
+    cfg = dict(SMALL, hidden=120, input=7, B=16, T=5, num_layers=2)
+    layer = make_layer(variant, cfg, dtype)
+    x, hx, _ = make_inputs(layer, cfg)
+    alone = [run(layer, x[:, b:b + 1]) for b in range(cfg["B"])]
+    for B in (1, 2, 3, 4, 5, 6, 7, 8, 12, 16):
+        for n in (1, 2):
+            with threads(n):
+                got = run(layer, x[:, :B])
+            for b in range(B):
+                for i, name in enumerate(("out", "h_n", "c_n")):
+                    if got[i] is not None:
+                        assert np.array_equal(got[i][:, b:b + 1], alone[b][i]), \
+                            f"{variant} {dtype}: row {b} of {B} on {n} threads, {name}"
+    check_against_reference(layer, got, run_reference(layer, x), None, f"{variant} {dtype}")
+
+
 # --------------------------------------------------------------------------------------
 # Empty batches
 # --------------------------------------------------------------------------------------

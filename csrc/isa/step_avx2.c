@@ -1,7 +1,8 @@
 /* step_avx2.c -- the engine for AVX2 + FMA; built with -mavx2 -mfma only (setup.py). */
 #include "../simd/vec_avx2.h"
 /* 16 ymm: 3 rows x 4 vectors (12 accumulators, 4 panel vectors... one spill at most),
-   or 4 rows x 3 vectors */
+   or 4 rows x 3 vectors; 4-vector W_hh panels are split for tiles of up to 6 rows x
+   2 vectors (layers/pack.c, kernels/tile.h) */
 #define FRN_MR_MAX4 3
 #define FRN_MR_MAX3 4
 /* No projection ahead (layers/engine.h, weaves): the woven loop's accumulators, a

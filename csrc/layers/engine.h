@@ -47,6 +47,7 @@ enum { FRN_EPI_XP, FRN_EPI_LSTM, FRN_EPI_PROJ, FRN_EPI_GRU, FRN_EPI_GRU_RZ, FRN_
 /* One GEMM phase: rows x (panels of K x nv*VL), tiles to an epilogue. */
 typedef struct {
     int epi, nv, np, K, rows;
+    int sub; /* b's panels are split (plan.h sub_h; kernels/tile.h) */
     const FRN_T *a;
     ptrdiff_t lda;
     const FRN_T *b;
@@ -89,7 +90,7 @@ static inline void FN(epilogue)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hn
  */
 static inline long FN(phase_items)(const FN(phase) *ph, int *nrt_out)
 {
-    const int mrmax = ph->nv == 3 ? FRN_MR_MAX3 : FRN_MR_MAX4;
+    const int mrmax = ph->sub ? FRN_MR_MAX_SUB : ph->nv == 3 ? FRN_MR_MAX3 : FRN_MR_MAX4;
     const int nrt = (ph->rows + mrmax - 1) / mrmax;
     *nrt_out = nrt;
     return (long)ph->np * nrt;
@@ -118,6 +119,16 @@ static inline int FN(phase_chunk)(const FN(phase) *ph, const FN(phase) *ph2, lon
     return share <= 200.0 * 1024 ? 2 : 4;
 }
 
+/* A tile of the phase's panels from b on: mr rows of a, npg panels when mr == 1. */
+static inline void FN(phase_tile)(const FN(phase) *ph, int mr, int npg, const FRN_T *a,
+                                  const FRN_T *b, FRN_T *c, ptrdiff_t ldc, const FRN_T *bias)
+{
+    if (ph->sub)
+        FN(tile_sub)(mr, npg, ph->K, a, ph->lda, b, ph->bs, c, ldc, bias);
+    else
+        FN(tile)(ph->nv, mr, npg, ph->K, a, ph->lda, b, ph->bs, c, ldc, bias);
+}
+
 /* One tile and its epilogue; input projections go straight from the registers to
    XP with their bias. */
 static inline void FN(tile_epi)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s,
@@ -126,13 +137,11 @@ static inline void FN(tile_epi)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hn
     const FRN_T *a = ph->a + (ptrdiff_t)r0 * ph->lda, *b = ph->b + (ptrdiff_t)p * ph->bs;
     if (ph->epi == FRN_EPI_XP) {
         const ptrdiff_t col = (ptrdiff_t)p * ph->nv * VL;
-        FN(tile)(ph->nv, mr, npg, ph->K, a, ph->lda, b, ph->bs,
-                 ph->xp + (ptrdiff_t)r0 * ph->xw + col, ph->xw,
-                 ph->bias ? ph->bias + col : NULL);
+        FN(phase_tile)(ph, mr, npg, a, b, ph->xp + (ptrdiff_t)r0 * ph->xw + col, ph->xw,
+                       ph->bias ? ph->bias + col : NULL);
         return;
     }
-    FN(tile)(ph->nv, mr, npg, ph->K, a, ph->lda, b, ph->bs, acc, (ptrdiff_t)npg * ph->nv * VL,
-             NULL);
+    FN(phase_tile)(ph, mr, npg, a, b, acc, (ptrdiff_t)npg * ph->nv * VL, NULL);
     FN(epilogue)(ph, C, hnext, s, r0, mr, p, npg, acc);
 }
 
@@ -182,9 +191,8 @@ static void FN(run_row)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ctx)
                                    acc + (q - blo) * w, A, A->seg0 + (long)q * A->per,
                                    A->seg0 + (long)(q + 1) * A->per);
             } else if (!cell->racc) {
-                FN(tile)(cell->nv, 1, npg, cell->K, cell->a, cell->lda,
-                         cell->b + (ptrdiff_t)p * cell->bs, cell->bs, acc + (p - blo) * w,
-                         w * npg, NULL);
+                FN(phase_tile)(cell, 1, npg, cell->a, cell->b + (ptrdiff_t)p * cell->bs,
+                               acc + (p - blo) * w, w * npg, NULL);
             }
             done += npg;
         }
@@ -239,8 +247,8 @@ static void FN(run_panel_rows)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hne
     for (int rt = t0; rt < t1; rt++) {
         const int r0 = FN(tile_row0)(rt, base, extra), mr = base + (rt < extra);
         FN(prefetch_epi)(ph, C, r0, mr, p);
-        FN(tile)(ph->nv, mr, 1, ph->K, ph->a + (ptrdiff_t)r0 * ph->lda, ph->lda, b, ph->bs,
-                 acc + (r0 - R0) * w, w, NULL);
+        FN(phase_tile)(ph, mr, 1, ph->a + (ptrdiff_t)r0 * ph->lda, b, acc + (r0 - R0) * w, w,
+                       NULL);
     }
     FN(epilogue)(ph, C, hnext, s, R0, R1 - R0, p, 1, acc);
 }
@@ -375,6 +383,7 @@ static FN(phase) FN(recur_phase)(const frn_plan *P, const frn_dir_w *w, const FR
     ph.K = P->h_out;
     ph.b = (const FRN_T *)w->whh;
     ph.nv = P->nv_h;
+    ph.sub = P->sub_h;
     ph.np = P->np_h;
     ph.bs = (ptrdiff_t)P->h_out * P->nv_h * VL;
     return ph;
@@ -681,7 +690,9 @@ static int FN(weaves)(const FN(fwd) *F, int K, int nt)
     const double whh = FN(whh_bytes)(P);
     const int HO = P->h_out;
     const int nkb = (K + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
+    /* the woven kernel reads plain panels (never split on AVX2, which does not weave) */
     return F->rows == 1 && F->q->T > 1 && nkb <= FRN_AHEAD_MAX_KB && P->np_x == P->np_h &&
+           !P->sub_h &&
            P->nv_x == P->nv_h && whh >= FRN_AHEAD_MIN_WHH && whh <= FRN_AHEAD_MAX_WHH &&
            2 * K > HO && (nt > 1 || K < 3 * HO);
 }

@@ -79,6 +79,23 @@ void frn_pack_panels(void *dst, const void *src, int dtype, int K, int H, int vl
                 }
 }
 
+int frn_split_panels(void *buf, int esz, int K, int vl, int np)
+{
+    const size_t half = (size_t)2 * vl * esz, row = 2 * half, panel = (size_t)K * row;
+    char *tmp = malloc(panel ? panel : 1);
+    if (!tmp) return FRN_ENOMEM;
+    for (int p = 0; p < np; p++) {
+        char *dst = (char *)buf + (size_t)p * panel;
+        memcpy(tmp, dst, panel);
+        for (int k = 0; k < K; k++) {
+            memcpy(dst + (size_t)k * half, tmp + (size_t)k * row, half);
+            memcpy(dst + (size_t)K * half + (size_t)k * half, tmp + (size_t)k * row + half, half);
+        }
+    }
+    free(tmp);
+    return FRN_OK;
+}
+
 void frn_plan_free(frn_plan *plan)
 {
     if (!plan) return;
@@ -137,6 +154,9 @@ int frn_plan_create(const frn_desc *d, const frn_weights *weights, frn_plan **ou
         p->nv_h = 4;
     }
     p->nv_x = p->u_x * p->G;
+    /* AVX2 (16 registers) takes 4-vector panels of W_hh half at a time at batches,
+       from split panels (plan.h; kernels/tile.h) */
+    p->sub_h = p->nv_h == 4 && p->isa == FRN_ISA_AVX2;
     p->np_x = p->nbp / p->u_x;
     p->np_h = p->nbp / p->u_h;
     /* XP rows one cache line longer when their width is a multiple of 512 bytes:
@@ -185,6 +205,8 @@ int frn_plan_create(const frn_desc *d, const frn_weights *weights, frn_plan **ou
                 if (!w->whn) goto nomem;
                 frn_pack_panels(w->whn, src->w_hh, dt, H, H, vl, p->np_n, 4, 2, 1);
             }
+            if (p->sub_h && frn_split_panels(w->whh, es, p->h_out, vl, p->np_h) != FRN_OK)
+                goto nomem;
             if (src->b_ih && src->b_hh) {
                 for (int j = 0; j < p->nbp; j++)
                     for (int g = 0; g < p->G; g++)

@@ -22,6 +22,11 @@
  * folded in (b_ih + b_hh; for GRU with lbr=True, b_hn stays apart because r
  * multiplies it).
  * Reduction (K) dimensions are never padded, so padded units never feed back.
+ *
+ * Split panels (sub_h, AVX2 only): a 4-vector W_hh panel is stored as two
+ * sub-panels of K x 2*VL, one after the other (vectors 0-1, then 2-3), so that a
+ * tile of up to 6 rows can take half a panel at a time from one contiguous stream
+ * (kernels/tile.h, "split panels").
  */
 #ifndef FRN_PLAN_H
 #define FRN_PLAN_H
@@ -53,6 +58,7 @@ struct frn_plan {
     int xw;        /* XP row stride (nbp*G*VL values, or one cache line more) */
     int u_x, nv_x, np_x;
     int u_h, nv_h, np_h;
+    int sub_h;     /* W_hh's panels split in two sub-panels (above) */
     int np_n;      /* GRU lbr=False */
     int pbp, np_p; /* projection: padded blocks of projected units, panels */
     int ldh;       /* row stride of the h state and of every per-row scratch */
@@ -135,6 +141,10 @@ struct frn_linear {
    starting at gate g0 (pack.c). */
 void frn_pack_panels(void *dst, const void *src, int dtype, int K, int H, int vl, int npanels,
                      int U, int g0, int ng);
+
+/* Store each of np panels of K x 4*vl values as two sub-panels of K x 2*vl
+   (pack.c); FRN_ENOMEM if its scratch panel cannot be had. */
+int frn_split_panels(void *buf, int esz, int K, int vl, int np);
 
 /* Start n helper threads for a stream (dispatch.c); wake sleeping ones. */
 int frn_stream_helpers(struct frn_stream *S, int n);
