@@ -8,7 +8,8 @@ I=H unless said, one layer, float32:
 - whole sequence, batch 64 (throughput): LSTM and GRU at H=128;
 - shapes outside `fastrnn bench`'s matrix where fastrnn once trailed a peer: LSTM
   H=512 at batch 8 (row tiles), LSTM H=128 at batch 3 (small batches), GRU H=64 with
-  512 inputs at batch 1 (wide inputs);
+  512 inputs at batch 1 (wide inputs), LSTM H=384 at batch 4 (4 rows of 4-gate panels:
+  on AVX2, 2 + 2 rows before W_hh's panels were split);
 - streaming, one step per call at batch 1: LSTM and GRU at H=128.
 
 Benchmarks are grouped per case, so ``--benchmark-group-by=group`` (the default
@@ -30,6 +31,7 @@ SEQUENCE_CASES = [
     pytest.param("GRU", 128, 64, id="gru-h128-b64"),
     pytest.param("LSTM", 512, 8, id="lstm-h512-b8"),
     pytest.param("LSTM", 128, 3, id="lstm-h128-b3"),
+    pytest.param("LSTM", 384, 4, id="lstm-h384-b4"),
     pytest.param("GRU", (512, 64), 1, id="gru-i512-h64-b1"),
 ]
 STREAM_CASES = [
