@@ -690,10 +690,10 @@ static int FN(weaves)(const FN(fwd) *F, int K, int nt)
     const double whh = FN(whh_bytes)(P);
     const int HO = P->h_out;
     const int nkb = (K + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
-    /* the woven kernel reads plain panels (never split on AVX2, which does not weave) */
+    /* the woven kernel reads plain panels (split only on AVX2, which does not weave) */
     return F->rows == 1 && F->q->T > 1 && nkb <= FRN_AHEAD_MAX_KB && P->np_x == P->np_h &&
-           !P->sub_h &&
-           P->nv_x == P->nv_h && whh >= FRN_AHEAD_MIN_WHH && whh <= FRN_AHEAD_MAX_WHH &&
+           P->nv_x == P->nv_h && !P->sub_h && whh >= FRN_AHEAD_MIN_WHH &&
+           whh <= FRN_AHEAD_MAX_WHH &&
            2 * K > HO && (nt > 1 || K < 3 * HO);
 }
 
@@ -1396,7 +1396,8 @@ static int FN(gemm_test)(int M, int N, int K, const FRN_T *a, const void *b_t, c
         free(xp);
         return FRN_ENOMEM;
     }
-    frn_pack_panels(bp, b_t, sizeof(FRN_T) == 8 ? FRN_F64 : FRN_F32, K, N, VL, nbp / 4, 4, 0, 1);
+    frn_pack_panels(bp, b_t, sizeof(FRN_T) == 8 ? FRN_F64 : FRN_F32, K, N, VL, nbp / 4, 4, 0, 1,
+                    0);
     if (bias) memcpy(bb, bias, sizeof(FRN_T) * (size_t)N);
     FN(phase) ph = {0};
     ph.epi = FRN_EPI_XP;

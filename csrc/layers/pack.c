@@ -59,12 +59,14 @@ static inline void frn_put(void *dst, int dtype, size_t i, double v)
 /*
  * Pack rows of a (rows_total x K) row-major matrix into panels. Panel p, value
  * (k, (ub*ng + g)*vl + u) takes matrix row (g0 + g)*H + (p*U + ub)*vl + u, i.e. unit
- * (p*U + ub)*vl + u of gate g0 + g, or zero past the H real units.
+ * (p*U + ub)*vl + u of gate g0 + g, or zero past the H real units. With sv > 0 the
+ * panel is stored as sub-panels of sv vectors (K x sv*vl each, one after the
+ * other; plan.h, "split panels"); sv = 0 stores it whole.
  */
 void frn_pack_panels(void *dst, const void *src, int dtype, int K, int H, int vl,
-                            int npanels, int U, int g0, int ng)
+                            int npanels, int U, int g0, int ng, int sv)
 {
-    size_t W = (size_t)U * ng * vl;
+    const size_t W = (size_t)U * ng * vl, S = sv > 0 ? (size_t)sv * vl : W;
     for (int p = 0; p < npanels; p++)
         for (int ub = 0; ub < U; ub++)
             for (int g = 0; g < ng; g++)
@@ -73,27 +75,10 @@ void frn_pack_panels(void *dst, const void *src, int dtype, int K, int H, int vl
                     if (unit >= H) continue;
                     size_t row = (size_t)(g0 + g) * H + unit;
                     size_t col = (size_t)(ub * ng + g) * vl + u;
+                    const size_t at = (size_t)p * K * W + col / S * K * S + col % S;
                     for (int k = 0; k < K; k++)
-                        frn_put(dst, dtype, (size_t)p * K * W + (size_t)k * W + col,
-                                frn_get(src, dtype, row * K + k));
+                        frn_put(dst, dtype, at + (size_t)k * S, frn_get(src, dtype, row * K + k));
                 }
-}
-
-int frn_split_panels(void *buf, int esz, int K, int vl, int np)
-{
-    const size_t half = (size_t)2 * vl * esz, row = 2 * half, panel = (size_t)K * row;
-    char *tmp = malloc(panel ? panel : 1);
-    if (!tmp) return FRN_ENOMEM;
-    for (int p = 0; p < np; p++) {
-        char *dst = (char *)buf + (size_t)p * panel;
-        memcpy(tmp, dst, panel);
-        for (int k = 0; k < K; k++) {
-            memcpy(dst + (size_t)k * half, tmp + (size_t)k * row, half);
-            memcpy(dst + (size_t)K * half + (size_t)k * half, tmp + (size_t)k * row + half, half);
-        }
-    }
-    free(tmp);
-    return FRN_OK;
 }
 
 void frn_plan_free(frn_plan *plan)
@@ -194,19 +179,18 @@ int frn_plan_create(const frn_desc *d, const frn_weights *weights, frn_plan **ou
             w->whh = frn_zalloc((size_t)p->np_h * p->h_out * Wh * es, &total);
             w->bias_x = frn_zalloc((size_t)p->xw * es, &total);
             if (!w->wih || !w->whh || !w->bias_x) goto nomem;
-            frn_pack_panels(w->wih, src->w_ih, dt, K, H, vl, p->np_x, p->u_x, 0, p->G);
+            frn_pack_panels(w->wih, src->w_ih, dt, K, H, vl, p->np_x, p->u_x, 0, p->G, 0);
+            const int sv_h = p->sub_h ? 2 : 0;
             if (lstm || lbr || !gru) {
                 frn_pack_panels(w->whh, src->w_hh, dt, p->h_out, H, vl, p->np_h, p->u_h, 0,
-                                p->G);
+                                p->G, sv_h);
             } else {
                 /* GRU lbr=False: (r, z) panels, then the n gate's own panels */
-                frn_pack_panels(w->whh, src->w_hh, dt, H, H, vl, p->np_h, 2, 0, 2);
+                frn_pack_panels(w->whh, src->w_hh, dt, H, H, vl, p->np_h, 2, 0, 2, sv_h);
                 w->whn = frn_zalloc((size_t)p->np_n * H * 4 * vl * es, &total);
                 if (!w->whn) goto nomem;
-                frn_pack_panels(w->whn, src->w_hh, dt, H, H, vl, p->np_n, 4, 2, 1);
+                frn_pack_panels(w->whn, src->w_hh, dt, H, H, vl, p->np_n, 4, 2, 1, 0);
             }
-            if (p->sub_h && frn_split_panels(w->whh, es, p->h_out, vl, p->np_h) != FRN_OK)
-                goto nomem;
             if (src->b_ih && src->b_hh) {
                 for (int j = 0; j < p->nbp; j++)
                     for (int g = 0; g < p->G; g++)
@@ -230,7 +214,7 @@ int frn_plan_create(const frn_desc *d, const frn_weights *weights, frn_plan **ou
             if (lstm && d->proj_size > 0) {
                 w->whr = frn_zalloc((size_t)p->np_p * H * 4 * vl * es, &total);
                 if (!w->whr) goto nomem;
-                frn_pack_panels(w->whr, src->w_hr, dt, H, d->proj_size, vl, p->np_p, 4, 0, 1);
+                frn_pack_panels(w->whr, src->w_hr, dt, H, d->proj_size, vl, p->np_p, 4, 0, 1, 0);
             }
             if (lstm && d->peephole) {
                 size_t ld = (size_t)p->nbp * vl;
@@ -274,7 +258,7 @@ int frn_linear_create(int dtype, int N, int K, const void *w, const void *bias, 
         frn_linear_free(l);
         return FRN_ENOMEM;
     }
-    frn_pack_panels(l->w, w, dtype, K, N, l->vl, l->np, 4, 0, 1);
+    frn_pack_panels(l->w, w, dtype, K, N, l->vl, l->np, 4, 0, 1, 0);
     if (bias) memcpy(l->bias, bias, (size_t)N * l->esz);
     *out = l;
     return FRN_OK;

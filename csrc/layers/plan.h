@@ -138,13 +138,9 @@ struct frn_linear {
 };
 
 /* Pack rows of a row-major (rows x K) matrix into panels of U unit blocks x ng gates
-   starting at gate g0 (pack.c). */
+   starting at gate g0, whole (sv = 0) or as sub-panels of sv vectors (pack.c). */
 void frn_pack_panels(void *dst, const void *src, int dtype, int K, int H, int vl, int npanels,
-                     int U, int g0, int ng);
-
-/* Store each of np panels of K x 4*vl values as two sub-panels of K x 2*vl
-   (pack.c); FRN_ENOMEM if its scratch panel cannot be had. */
-int frn_split_panels(void *buf, int esz, int K, int vl, int np);
+                     int U, int g0, int ng, int sv);
 
 /* Start n helper threads for a stream (dispatch.c); wake sleeping ones. */
 int frn_stream_helpers(struct frn_stream *S, int n);

@@ -22,11 +22,10 @@
  * fails and it catches up). Nobody resets a slot: the first claim or count of phase
  * k that finds a counter tagged with another phase -- an earlier one, unless phase
  * k is already complete -- starts it afresh in the same compare-and-swap. So each
- * thread's claim counter stays in its own cache from phase to phase; a reset by
- * the thread that completed a phase
- * took every counter line to that thread's core, and the owners' next claims each
- * waited ~0.2 us for theirs back (a stream step on two threads has two such
- * hand-overs).
+ * thread's claim counter stays in its own cache from phase to phase; a reset by the
+ * thread that completed a phase took every counter line to that thread's core, and
+ * the owners' next claims each waited ~0.2 us for theirs back (a stream step on two
+ * threads has two such hand-overs).
  */
 #ifndef FRN_SCHED_H
 #define FRN_SCHED_H
