@@ -290,6 +290,9 @@ def lengths(value, B: int, T: int) -> np.ndarray | None:
             arr = np.zeros(arr.shape)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    if isinstance(value, (list, tuple)) and any(isinstance(n, (bool, np.bool_)) for n in value):
+        # numpy turns [True, 4] into integers: a bool there is refused as in an array
+        raise TypeError("lengths must hold integers, got a bool")
     if arr.ndim != 1 or arr.shape[0] != B:
         raise ValueError(f"lengths has shape {arr.shape}; expected ({B},), one length per sequence")
     if arr.dtype.kind == "f":

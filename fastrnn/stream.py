@@ -129,8 +129,10 @@ class Stream:
     def step(self, x, out=None):
         """Advance one time step; returns the step's output (or `out`, filled).
 
-        A refused call (wrong shape, dtype or `out`) raises before anything runs
-        and does not advance the stream.
+        `out` may be any writeable array of the step's output shape and the layer
+        dtype; one that is not C-contiguous (e.g. ``Y[:, t]`` of a batch-first
+        buffer) is filled through a copy. A refused call (wrong shape, dtype or
+        `out`) raises before anything runs and does not advance the stream.
         """
         if self._layer._plan is not self._plan:
             self._follow_layer()
@@ -151,11 +153,13 @@ class Stream:
         x = v.convert(x, self._dtype)
         shape = self._out_shape1 if unbatched else self._out_shape
         if out is not None and (not isinstance(out, np.ndarray) or out.dtype != self._dtype or
-                                out.shape != shape or not out.flags.c_contiguous or
-                                not out.flags.writeable):
+                                out.shape != shape or not out.flags.writeable):
             self._bad_out(out, shape)
-        if out is not None and (not out.flags.aligned  # the engine needs aligned rows
-                                or np.may_share_memory(x, out)):  # and reads x to the end
+        # The engine writes aligned C-contiguous rows and reads x to the end: any
+        # other out (a strided view such as Y[:, t] of a batch-first buffer, Fortran
+        # order, or memory x shares) gets the step through a copy
+        if out is not None and (not out.flags.c_contiguous or not out.flags.aligned
+                                or np.may_share_memory(x, out)):
             out[...] = self._c.step(x, None)
             return out
         return self._c.step(x, out)
@@ -172,7 +176,7 @@ class Stream:
             raise TypeError(f"out has dtype {out.dtype}; it must be {self._dtype} (the layer dtype)")
         if out.shape != shape:
             raise ValueError(f"out has shape {out.shape}; expected {shape}")
-        raise ValueError("out must be a writeable C-contiguous array")
+        raise ValueError("out must be a writeable array")
 
     def __reduce__(self):
         raise TypeError("a Stream cannot be copied or pickled (its state lives in the "

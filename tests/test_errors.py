@@ -318,6 +318,8 @@ BAD_LENGTHS = [
     ("inf", [np.inf, 2], ValueError, r"lengths\[0\] is inf;"),
     ("strings", ["1", "2"], TypeError, r"lengths must hold integers, got dtype <U1"),
     ("bools", [True, True], TypeError, r"lengths must hold integers, got dtype bool"),
+    ("a bool among ints", [True, 2], TypeError, r"lengths must hold integers, got a bool"),
+    ("a numpy bool among ints", (2, np.True_), TypeError, r"lengths must hold integers, got a bool"),
     ("complex", [1 + 0j, 2], TypeError, r"lengths must hold integers, got dtype complex"),
     ("objects", [object(), 1], TypeError, r"lengths must hold integers, got dtype object"),
     ("ragged", [[1], [1, 2]], TypeError, r"lengths must be a 1-D array of integers"),
