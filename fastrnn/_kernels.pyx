@@ -6,6 +6,10 @@ checked every shape, dtype and index and made every array C-contiguous of the
 plan's dtype. Each function makes one C call with the GIL released. The two
 per-call paths, Plan.run and Stream.step, only test whether their arrays are
 exactly what the engine reads, and hand anything else back (None) to the checks.
+Plan.run also checks the size of the h0, c0 and lengths it is given against the
+call's shape, and the lengths' range, at the last moment: the layer checked them
+against its batch_first before converting other arguments (which can run the
+caller's code, or let another thread change the layer).
 """
 
 from libc.limits cimport INT_MAX
@@ -110,6 +114,18 @@ cdef inline void *_ptr(object a) except? NULL:
     if a is None:
         return NULL
     return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef int _arg(object a, str name, int typenum, cnp.npy_intp n) except -1:
+    """a is None or a C-contiguous aligned ndarray of typenum and n elements."""
+    if a is None:
+        return 0
+    if not cnp.PyArray_CheckExact(a) or cnp.PyArray_TYPE(<cnp.ndarray>a) != typenum \
+            or not cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>a) \
+            or cnp.PyArray_SIZE(<cnp.ndarray>a) != n:
+        raise ValueError(f"{name} no longer matches the call's shape ({n} elements); "
+                         f"was the layer changed during the call?")
+    return 0
 
 
 cdef int _check(int rc) except -1:
@@ -221,6 +237,17 @@ cdef class Plan:
         cdef cnp.npy_intp sd[3]
         cdef int sn = self.num_layers * self.num_dirs
         cdef frn_seq q
+        cdef cnp.npy_intp i
+        cdef const int64_t *lens
+        _arg(h0, "h0", self.typenum, sn * B * self.h_out)
+        _arg(c0, "c0", self.typenum, sn * B * self.hidden)
+        _arg(lengths, "lengths", cnp.NPY_INT64, B)
+        if lengths is not None:
+            lens = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>lengths)
+            for i in range(B):
+                if lens[i] < 1 or lens[i] > T:
+                    raise ValueError(f"lengths[{i}] is {lens[i]}; each length must be in "
+                                     f"[1, T={T}]")
         q.T = <int>T
         q.B = <int>B
         q.x = cnp.PyArray_DATA(a)

@@ -7,6 +7,7 @@ name the argument, what came and what is allowed.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import operator
@@ -314,6 +315,9 @@ def lengths(value, B: int, T: int) -> np.ndarray | None:
     return arr
 
 
+_WEIGHTS_VERSIONS = itertools.count(1)
+
+
 class Fixed:
     """Attributes set once, when the object is built: the sizes and kinds that its
     weights, its packed copy in the engine and its buffers were made for.
@@ -332,6 +336,21 @@ class Fixed:
     _fixed: frozenset = frozenset()
     _checked: dict = {}
     _engine: tuple = ()
+    _weights_version = 0  # an instance's own once weights are loaded into it
+
+    def _drop_engine(self) -> None:
+        """After new weights: drop the packed copy (the next call packs them again),
+        under a new version, so that a packing of the old ones still under way (on
+        another thread, with the GIL released) is not kept (_keep_engine)."""
+        self._weights_version = next(_WEIGHTS_VERSIONS)  # atomic under the GIL
+        for name in self._engine:
+            setattr(self, name, None)
+
+    def _keep_engine(self, name: str, packed, version: int) -> None:
+        """Keep `packed`, made from the weights as they were at `version`, unless
+        other weights were loaded meanwhile (the call that made it still uses it)."""
+        if self._weights_version == version:
+            setattr(self, name, packed)
 
     def __getstate__(self):
         state = self.__dict__.copy()

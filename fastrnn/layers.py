@@ -124,7 +124,7 @@ class _RNNBase(v.Fixed):
         new = v.state_dict_arrays(state_dict, strict, self._param_shapes(), self.dtype,
                                   repr(self), "layer")
         self._params.update(new)
-        self._plan = None
+        self._drop_engine()
 
     @classmethod
     def from_torch(cls, module):
@@ -171,7 +171,9 @@ class _RNNBase(v.Fixed):
     def _packed(self):
         plan = self._plan
         if plan is None or plan.isa != _kernels.get_isa():
-            plan = self._plan = self._make_plan()
+            version = self._weights_version  # before the weights are read
+            plan = self._make_plan()
+            self._keep_engine("_plan", plan, version)
         return plan
 
     def _make_plan(self):
@@ -199,11 +201,14 @@ class _RNNBase(v.Fixed):
 
     def _run(self, x, h0, c0, lengths):
         plan = self._packed()
+        # read once: converting an argument below may run the caller's code (or
+        # another thread may set it), and the shapes are checked for this layout
+        batch_first = self.batch_first
         if h0 is None and c0 is None and lengths is None:
-            done = plan.run(x, self.batch_first)  # None unless x is engine-ready
+            done = plan.run(x, batch_first)  # None unless x is engine-ready
             if done is not None:
                 return done
-        x, T, B, unbatched = v.sequence(x, self.input_size, self.batch_first, self.dtype)
+        x, T, B, unbatched = v.sequence(x, self.input_size, batch_first, self.dtype)
         D, L, H, HO = self.num_directions, self.num_layers, self.hidden_size, self._h_out
         if h0 is not None:
             h0 = v.state("h0", h0, (D * L, B, HO), self.dtype, unbatched)
@@ -214,9 +219,9 @@ class _RNNBase(v.Fixed):
                 lengths = [lengths]
             lengths = v.lengths(lengths, B, T)
         if B > 0:
-            return plan.run(x, self.batch_first, h0, c0, lengths)
+            return plan.run(x, batch_first, h0, c0, lengths)
         lstm = self.mode == "LSTM"
-        out_shape = (0, T, D * HO) if self.batch_first else (T, 0, D * HO)
+        out_shape = (0, T, D * HO) if batch_first else (T, 0, D * HO)
         return (np.zeros(out_shape, self.dtype), np.zeros((D * L, 0, HO), self.dtype),
                 np.zeros((D * L, 0, H), self.dtype) if lstm else None)
 

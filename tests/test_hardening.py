@@ -590,6 +590,124 @@ print(ran + refused)
     assert proc.stdout.split() == ["200"]
 
 
+class _Converts:
+    """An argument whose conversion runs the caller's code (numpy calls __array__),
+    as another thread could run it at that moment: `act` changes something the
+    call has already checked."""
+
+    def __init__(self, value, act):
+        self.value, self.act = value, act
+
+    def __array__(self, dtype=None, copy=None):
+        self.act()
+        return np.asarray(self.value)
+
+
+@pytest.mark.parametrize("state", [False, True])
+def test_batch_first_changed_while_a_call_converts_its_arguments(state):
+    """The call runs on the layout it checked x, h0 and lengths against (batch_first
+    is read once): turned True while lengths converted, x (64, 2, I) was taken as
+    64 sequences against 2 lengths and h0's 2 rows, and the engine read past both
+    (SIGSEGV)."""
+    layer = fastrnn.LSTM(I, H, seed=0)
+    x = np.random.default_rng(0).standard_normal((64, 2, I)).astype(np.float32)
+    h0 = np.ones((1, 2, H), np.float32) if state else None
+    hx = (h0, np.zeros_like(h0)) if state else None
+    want = layer(x, hx, lengths=[64, 3])
+
+    def flip():
+        layer.batch_first = True
+
+    got = layer(x, hx, lengths=_Converts([64, 3], flip))
+    assert layer.batch_first  # it did change, during the call
+    for g, w in zip((got[0], *got[1]), (want[0], *want[1])):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_the_engine_checks_state_and_lengths_against_the_call():
+    """The last check before the engine: h0, c0 and lengths the size of the call's
+    batch (and lengths in [1, T]), whatever the layer checked them against."""
+    layer = fastrnn.LSTM(I, H)
+    plan = layer._packed()
+    x = np.zeros((4, 3, I), np.float32)
+    h = np.zeros((1, 3, H), np.float32)
+    good = np.array([4, 2, 1], np.int64)
+    assert plan.run(x, False, h, h, good) is not None
+    for h0, c0, lengths, match in (
+            (h[:, :2].copy(), h, good, "h0"), (h, h[:, :2].copy(), good, "c0"),
+            (h, h, good[:2].copy(), "lengths"), (h, h, good.astype(np.int32), "lengths"),
+            (h, h.astype(np.float64), good, "c0"), (h, h, np.array([4, 5, 1]), r"lengths\[1\]"),
+            (h, h, np.array([4, 0, 1]), r"lengths\[1\] is 0")):
+        with pytest.raises(ValueError, match=match):
+            plan.run(x, False, h0, c0, lengths)
+    with pytest.raises(ValueError, match="lengths"):  # (3, 4, I) batch first: B = 3
+        plan.run(x, True, None, None, good)
+
+
+def test_prompt_changed_while_generate_converts_its_arguments():
+    """generate decodes from the prompt ids it checked (a private copy): an id made
+    out of range in the caller's array afterwards reached the C decoding loop, which
+    read an embedding row far outside the table (SIGSEGV)."""
+    emb = fastrnn.Embedding(10, 4, seed=0)
+    lm = fastrnn.LanguageModel(fastrnn.Sequential(
+        emb, fastrnn.GRU(4, 8, batch_first=True, seed=0), fastrnn.Linear(8, 10, seed=0)))
+    prompt = np.array([[1, 2, 3]])
+    want = lm.generate(prompt.copy(), max_len=3, lengths=[3])
+
+    def spoil():
+        prompt[0, 2] = 10**12
+
+    got = lm.generate(prompt, max_len=3, lengths=_Converts([3], spoil))
+    assert prompt[0, 2] == 10**12
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def _pack_then_load(module, name, new_sd):
+    """Have the next packing of module's weights see new_sd loaded meanwhile (as a
+    load on another thread does while the packing runs with the GIL released)."""
+    make = getattr(module, name)
+
+    def pack(*args, **kwargs):
+        packed = make(*args, **kwargs)
+        module.load_state_dict(new_sd)
+        return packed
+
+    return pack
+
+
+def test_weights_loaded_while_they_are_packed(monkeypatch):
+    """A load while a call packs the old weights: that call may use them, but the
+    packing is not kept. It was, and every later call, stream and cell computed
+    with the old weights while state_dict() said the new ones (a hot reload while
+    serving)."""
+    from fastrnn.models import _basic
+
+    old, new = fastrnn.LSTM(I, H, seed=1), fastrnn.LSTM(I, H, seed=2)
+    layer = fastrnn.LSTM(I, H, seed=1)
+    x = np.random.default_rng(0).standard_normal((6, 2, I)).astype(np.float32)
+    monkeypatch.setattr(layer, "_make_plan",
+                        _pack_then_load(layer, "_make_plan", new.state_dict()))
+    np.testing.assert_array_equal(layer(x)[0], old(x)[0])  # packed before the load
+    monkeypatch.undo()
+    np.testing.assert_array_equal(layer(x)[0], new(x)[0])
+    np.testing.assert_array_equal(layer.stream(2).step(x[0]), new.stream(2).step(x[0]))
+
+    lin, lin_new = fastrnn.Linear(I, H, seed=1), fastrnn.Linear(I, H, seed=2)
+    want_old = fastrnn.Linear(I, H, seed=1)(x)
+    real = _basic._kernels.Linear
+
+    def pack(w, b):
+        packed = real(w, b)
+        lin.load_state_dict(lin_new.state_dict())
+        return packed
+
+    monkeypatch.setattr(_basic._kernels, "Linear", pack)
+    np.testing.assert_array_equal(lin(x), want_old)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(lin(x), lin_new(x))
+
+
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("variant", list(VARIANTS))

@@ -77,6 +77,10 @@ def ids(name: str, value, n: int) -> np.ndarray:
                 "S": "bytes"}.get(arr.dtype.kind, str(arr.dtype))
         raise TypeError(f"{name} must hold integer token ids, got {what} values "
                         f"(dtype {arr.dtype})")
+    # a private copy, checked after it was made: the C code reads the ids with the
+    # GIL released, and the caller's array may change meanwhile (another thread, or
+    # an argument converted after this one)
+    arr = np.array(arr, copy=True)
     bad = (arr < 0) | (arr >= n)
     if bad.any():
         where = np.unravel_index(int(np.flatnonzero(bad)[0]), arr.shape)

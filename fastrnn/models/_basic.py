@@ -156,13 +156,15 @@ class Linear(Module):
         return _readonly(self._params.get("bias"))
 
     def _changed(self):
-        self._packed = None
+        self._drop_engine()
 
     def _kernel(self):
         """The packed weights (`_kernels.Linear`) for the current instruction set."""
         k = self._packed
         if k is None or k.isa != _kernels.get_isa():
-            k = self._packed = _kernels.Linear(self._params["weight"], self._params.get("bias"))
+            version = self._weights_version  # before the weights are read
+            k = _kernels.Linear(self._params["weight"], self._params.get("bias"))
+            self._keep_engine("_packed", k, version)
         return k
 
     def __call__(self, input) -> np.ndarray:
