@@ -506,7 +506,7 @@ def test_external_data(tmp_path):
     ({"W": ("w.bin", 8, 48)}, 0, "48 bytes, where its dtype and dims"),
     ({"W": ("w.bin", None, 144)}, 16, None),  # a length: the bytes after it are not read
     ({"W": ("w.bin", 64, 144)}, -1, "holds 207"),  # the file ends before the tensor
-    ({"W": ("../w.bin", None, 144)}, 0, "w.bin"),  # outside the model's folder: onnx refuses
+    ({"W": ("../w.bin", None, 144)}, 0, "'../w.bin', which is not a file in the model's folder"),
     ({"W": ("missing.bin", None, 144)}, "delete", "missing.bin"),
 ], ids=["no-length-longer-file", "no-length-exact", "wrong-length", "length", "past-the-end",
         "outside", "missing"])
@@ -529,6 +529,30 @@ def test_external_data_checked(tmp_path, files, tail, match):
         return
     with pytest.raises(ModelFileError, match=match):
         read(path)
+
+
+@pytest.mark.parametrize("where", ["absolute", "parent", "symlink"])
+def test_external_data_elsewhere_is_not_looked_at(tmp_path, where):
+    """A location outside the model's folder is refused before the file is looked
+    at: the message says nothing of what is there (its size, whether it exists)."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"\0" * 12345)
+    if where == "symlink":
+        (folder / "link.bin").symlink_to(secret)
+    loc = {"absolute": str(secret), "parent": "../secret.bin", "symlink": "link.bin"}[where]
+    model = build("GRU")
+    t = next(t for t in model.graph.initializer if t.name == "W")
+    t.ClearField("raw_data")
+    t.ClearField("float_data")
+    t.data_location = TensorProto.EXTERNAL
+    e = t.external_data.add()
+    e.key, e.value = "location", loc
+    path = save(model, folder / "m.onnx")
+    with pytest.raises(ModelFileError, match="not a file in the model's folder") as info:
+        read(path)
+    assert "12345" not in str(info.value)
 
 
 def test_wrong_weight_shapes(tmp_path):

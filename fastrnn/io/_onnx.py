@@ -438,7 +438,17 @@ def _load_external_data(model, base: str, source: str) -> None:
         if not external_data_helper.uses_external_data(t):
             continue
         info = external_data_helper.ExternalDataInfo(t)
-        what = f"{source}: tensor {t.name!r} is stored in {info.location!r}, beside the model"
+        # inside the model's folder, before the file is looked at (its size would be
+        # in the messages below): a model must not learn what is elsewhere
+        loc = info.location or ""
+        file = os.path.join(base, loc)
+        real_base = os.path.realpath(base)
+        if (not loc or os.path.isabs(loc) or os.path.islink(file)
+                or os.path.commonpath([real_base, os.path.realpath(file)]) != real_base):
+            raise ModelFileError(f"{source}: tensor {t.name!r} is stored in {loc!r}, which is "
+                                 "not a file in the model's folder (external data is read "
+                                 "only from there)")
+        what = f"{source}: tensor {t.name!r} is stored in {loc!r}, beside the model"
         try:
             itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
         except (KeyError, TypeError, ValueError):
@@ -451,7 +461,6 @@ def _load_external_data(model, base: str, source: str) -> None:
         if info.length and info.length != need:
             raise ModelFileError(f"{what}: {info.length} bytes, where its dtype and dims "
                                  f"{list(t.dims)} make {need}")
-        file = os.path.join(base, info.location or "")
         size = os.path.getsize(file) if os.path.isfile(file) else None
         offset = info.offset or 0
         if size is not None and offset + need > size:
@@ -462,7 +471,7 @@ def _load_external_data(model, base: str, source: str) -> None:
             raise ModelFileError(f"{what}: the rest of the file from offset {offset}, "
                                  f"{size - offset} bytes, where its dtype and dims "
                                  f"{list(t.dims)} make {need}")
-        # onnx refuses locations outside the model's folder and missing files
+        # onnx refuses missing files (and, again, locations outside the folder)
         entries = {e.key: e for e in t.external_data}
         if "length" in entries:
             entries["length"].value = str(need)
