@@ -60,8 +60,11 @@ examples:
 # --------------------------------------------------------------------------------------
 
 
+_C_INT = 2**31 - 1  # the engine counts sizes and threads in C ints
+
+
 def _positive_ints(text: str) -> list:
-    """``N`` or a comma list ``N,M``: integers >= 1."""
+    """``N`` or a comma list ``N,M``: integers in [1, 2**31 - 1]."""
     out = []
     for part in str(text).split(","):
         part = part.strip()
@@ -72,6 +75,8 @@ def _positive_ints(text: str) -> list:
                 f"{part!r} is not an integer; give a whole number >= 1") from None
         if n < 1:
             raise argparse.ArgumentTypeError(f"{n} is not allowed; give a whole number >= 1")
+        if n > _C_INT:
+            raise argparse.ArgumentTypeError(f"{n} is more than the engine takes ({_C_INT})")
         out.append(n)
     return out
 
@@ -258,6 +263,32 @@ def _unique(values) -> list:
 # --------------------------------------------------------------------------------------
 
 
+def _case_bytes(case) -> float:
+    """About the memory a case takes: its weights and sequences in float32 for up to
+    three engines and in float64 for the reference, and the reference's gates."""
+    G = {"LSTM": 4, "GRU": 3, "RNN": 1}[case.cell]
+    D = 2 if case.bidirectional else 1
+    H, I, L, TB = case.hidden, case.input, case.layers, case.seq * case.batch  # noqa: E741
+    weights = D * G * H * (I + H + (L - 1) * (D * H + H))
+    return (weights + TB * (I + D * H)) * (3 * 4 + 8) + TB * G * H * 8
+
+
+def _too_big(cases):
+    """A message when a case would not fit in this machine's memory (before anything
+    is built for it), else None."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not on this platform
+        return None
+    for case in cases:
+        need = _case_bytes(case)
+        if need > 0.8 * total:
+            return (f"the case {case.label()} needs about {need / 2**30:.3g} GiB and this "
+                    f"machine has {total / 2**30:.3g} GiB; give smaller --hidden, --input, "
+                    "--batch, --seq or --layers")
+    return None
+
+
 def _usage_error(text: str) -> int:
     sys.stderr.write(f"fastrnn bench: error: {text}\n")
     return 2
@@ -346,6 +377,9 @@ def main(args) -> int:
         if problem:
             return _usage_error(problem)
     cases, notes = build_cases(args)
+    problem = _too_big(cases)
+    if problem:
+        return _usage_error(problem)
     generate, note = _wants_generation(args)
     if note:
         notes.append(note)

@@ -145,6 +145,13 @@ def test_plot_format_refused_before_the_run(tmp_path):
     (["--engine", "tensorflow"], "--engine"),
     (["--no-such-flag"], "no-such-flag"),
     (["--json", "/nonexistent-dir-for-fastrnn/out.json"], "--json"),
+    # past the engine's C ints: refused by the parser, naming the flag
+    (["--batch", "99999999999999999999"], "--batch"),
+    (["--hidden", "3000000000"], "--hidden"),
+    (["--threads", "3000000000"], "--threads"),
+    # fits a C int but not in memory: refused before anything is built
+    (["--hidden", "2000000000", "--batch", "1"], "--hidden"),
+    (["--hidden", "64", "--batch", "100000000", "--seq", "100000"], "--batch"),
 ])
 def test_bad_flags_give_one_line(tmp_path, args, word):
     proc = bench(*args, cwd=tmp_path)
