@@ -397,6 +397,7 @@ cdef class Linear:
 
     cdef frn_linear *ptr
     cdef readonly int isa
+    cdef int N, K, typenum
 
     def __cinit__(self, w, bias):
         # w (N, K) and bias (N,) or None: C-contiguous, float32 or float64 alike
@@ -405,10 +406,14 @@ cdef class Linear:
         cdef int N = w.shape[0], K = w.shape[1]
         cdef const void *pw = _ptr(w)
         cdef const void *pb = _ptr(bias)
+        self.typenum = cnp.NPY_FLOAT64 if dt == FRN_F64 else cnp.NPY_FLOAT32
+        _arg(w, "w", self.typenum, <cnp.npy_intp>N * K)
+        _arg(bias, "bias", self.typenum, N)
         with nogil:
             rc = frn_linear_create(dt, N, K, pw, pb, &self.ptr)
         _check(rc)
         self.isa = frn_get_isa()
+        self.N, self.K = N, K
 
     def __dealloc__(self):
         if self.ptr != NULL:
@@ -418,6 +423,10 @@ cdef class Linear:
     def apply(self, x, y, int n_threads):
         """y (M, N) = x (M, K) W^T + b; both C-contiguous of the weights' dtype."""
         cdef int M = x.shape[0]
+        _arg(x, "x", self.typenum, <cnp.npy_intp>M * self.K)
+        _arg(y, "y", self.typenum, <cnp.npy_intp>M * self.N)
+        if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>y):
+            raise ValueError("y must be writeable")
         cdef const void *px = _ptr(x)
         cdef void *py = _ptr(y)
         cdef int rc

@@ -199,11 +199,14 @@ class _RNNBase(v.Fixed):
 
     # -- the call -----------------------------------------------------------
 
-    def _run(self, x, h0, c0, lengths):
+    def _run(self, x, h0, c0, lengths, batch_first=None):
+        """(out, h_n, c_n or None) for x laid out as batch_first says (default: the
+        layer's). Whole models pass the layout they checked, as the layer's may
+        change meanwhile (another thread); it is read once here for the same reason:
+        converting an argument below may run the caller's code."""
         plan = self._packed()
-        # read once: converting an argument below may run the caller's code (or
-        # another thread may set it), and the shapes are checked for this layout
-        batch_first = self.batch_first
+        if batch_first is None:
+            batch_first = self.batch_first
         if h0 is None and c0 is None and lengths is None:
             done = plan.run(x, batch_first)  # None unless x is engine-ready
             if done is not None:

@@ -663,6 +663,93 @@ def test_prompt_changed_while_generate_converts_its_arguments():
         np.testing.assert_array_equal(g, w)
 
 
+def _flip(layer):
+    def act():
+        layer.batch_first = not layer.batch_first
+    return act
+
+
+def test_whole_models_run_their_layers_in_the_layout_they_checked():
+    """Seq2Seq, LanguageModel and Sequential pass their recurrent layers the layout
+    they checked, not the flag read again: the encoder's batch_first turned False
+    while src converted made its h_n (S rows, not B) the C decoder's h0 (SIGSEGV);
+    a language model's prompt ran over the batch axis (wrong tokens); a Sequential's
+    pool read the other layout."""
+    V, E, Hd = 6, 4, 8
+    rng = np.random.default_rng(0)
+
+    def seq2seq():
+        enc = fastrnn.Sequential(fastrnn.Embedding(V, E, seed=0),
+                                 fastrnn.GRU(E, Hd, num_layers=2, batch_first=True, seed=1))
+        dec = fastrnn.Sequential(fastrnn.Embedding(V, E, seed=2),
+                                 fastrnn.GRU(E, Hd, num_layers=2, batch_first=True, seed=3),
+                                 fastrnn.Linear(Hd, V, seed=4))
+        return fastrnn.Seq2Seq(enc, dec)
+
+    m = seq2seq()
+    src = rng.integers(0, V, (5, 3))
+    want = m.generate(src, max_len=4, bos=0, eos=1)
+    got = m.generate(_Converts(src, _flip(m.enc_rnn)), max_len=4, bos=0, eos=1)
+    assert not m.enc_rnn.batch_first
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    m = seq2seq()
+    want = m(src, src)
+    got = m(src, _Converts(src, _flip(m.dec_rnn)))
+    np.testing.assert_array_equal(got, want)
+
+    lm = fastrnn.LanguageModel(fastrnn.Sequential(
+        fastrnn.Embedding(V, E, seed=0), fastrnn.LSTM(E, Hd, seed=1),
+        fastrnn.Linear(Hd, V, seed=2)))
+    prompt = rng.integers(0, V, (6, 7))  # B = P - 1: the other layout also fits
+    want = lm.generate(prompt, max_len=4)
+    packed = lm.rnn._packed
+
+    def flip_then_pack():  # as another thread may, once generate laid out the prompt
+        _flip(lm.rnn)()
+        return packed()
+
+    lm.rnn._packed = flip_then_pack
+    got = lm.generate(prompt, max_len=4)
+    del lm.rnn._packed
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+    gru = fastrnn.GRU(E, Hd, seed=0)
+    net = fastrnn.Sequential(gru, fastrnn.Pool("last"))
+    x = rng.standard_normal((5, 3, E)).astype(np.float32)
+    want = net(x)
+    got = net(_Converts(x, _flip(gru)))
+    np.testing.assert_array_equal(got, want)
+
+
+def test_the_decoder_checks_its_arguments_against_the_model():
+    """The last check before the C decoding loop: sizes, dtypes and indices."""
+    from fastrnn.models import _seq2seq
+
+    lm = fastrnn.LanguageModel(fastrnn.Sequential(
+        fastrnn.Embedding(6, 4, seed=0), fastrnn.LSTM(4, 8, seed=1),
+        fastrnn.Linear(8, 6, seed=2)))
+    h = np.zeros((1, 2, 8), np.float32)
+    first = np.array([1, 2], np.int64)
+    kw = dict(beam=1, max_len=3, eos=None, length_penalty=0.0, temperature=0.0, seed=0)
+    _seq2seq._decode(lm.rnn, lm.embedding, lm.out, h0=h, c0=h, first=first, **kw)
+    for h0, c0, f, match in (
+            (h[:, :1].copy(), h, first, "h0"), (h, np.zeros((1, 3, 8), np.float32), first, "c0"),
+            (h.astype(np.float64), h, first, "h0"), (h, h, np.array([1, 6]), r"first\[1\] is 6"),
+            (h, h, np.array([-1, 0]), r"first\[0\] is -1"),
+            (h, h, first.astype(np.int32), "first")):
+        with pytest.raises(ValueError, match=match):
+            _seq2seq._decode(lm.rnn, lm.embedding, lm.out, h0=h0, c0=c0, first=f, **kw)
+    other = fastrnn.LSTM(4, 8, num_layers=2)
+    with pytest.raises(ValueError, match="plan does not match"):
+        _kernels.decode(other._packed(), 1, 4, 8, 8, True, h, h, first,
+                        lm.embedding._params["weight"], lm.out._kernel(), 6, None, None, None,
+                        None, None, None, 0.0, 1, 3, -1, 0.0, 0.0, 0,
+                        np.empty((2, 3), np.int64), np.empty((2, 3), np.float32),
+                        np.empty(2, np.int64), 1)
+
+
 def _pack_then_load(module, name, new_sd):
     """Have the next packing of module's weights see new_sd loaded meanwhile (as a
     load on another thread does while the packing runs with the GIL released)."""

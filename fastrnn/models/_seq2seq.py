@@ -395,8 +395,8 @@ class Seq2Seq(Module):
         key_len = np.full(B, S, np.int64) if lens is None else lens
         if B == 0:
             return None, key_len, None, None, unbatched
-        keys, state = self.enc_rnn(self.enc_embedding(src), lengths=lens)
-        hn, cn = state if isinstance(self.enc_rnn, LSTM) else (state, None)
+        # batch-first as checked above, whatever the layer's flag is by now
+        keys, hn, cn = self.enc_rnn._run(self.enc_embedding(src), None, None, lens, True)
         if self.enc_rnn.bidirectional:
             hn = np.concatenate([hn[0::2], hn[1::2]], axis=-1)
             cn = None if cn is None else np.concatenate([cn[0::2], cn[1::2]], axis=-1)
@@ -417,8 +417,8 @@ class Seq2Seq(Module):
         if B == 0:
             return np.zeros((0, tgt.shape[1], self.vocab_size), self.dtype)
         x = self.dec_embedding(tgt)
-        hx = (h0, c0) if isinstance(self.dec_rnn, LSTM) else h0
-        y, _ = self.dec_rnn(x, hx)
+        y, _, _ = self.dec_rnn._run(x, h0, c0 if isinstance(self.dec_rnn, LSTM) else None,
+                                    None, True)
         if self.attention is not None:
             ctx, _ = self.attention(y, keys, key_len)
             y = np.concatenate([y, ctx], axis=-1)
@@ -583,12 +583,9 @@ class LanguageModel(Module):
         first = np.ascontiguousarray(p[np.arange(B), lens - 1])
         h0 = c0 = None
         if P > 1:  # the state after each prompt but its last token
-            x = emb(p[:, : P - 1])
-            if not rnn.batch_first:
-                x = x.transpose(1, 0, 2)
             run = np.maximum(lens - 1, 1)
-            _, state = rnn(x, lengths=run)
-            h0, c0 = state if isinstance(rnn, LSTM) else (state, None)
+            # batch-first here, whatever the layer's flag (which may change meanwhile)
+            _, h0, c0 = rnn._run(emb(p[:, : P - 1]), None, None, run, True)
             empty = lens == 1  # nothing before the last token: zero state
             if empty.any():
                 h0[:, empty] = 0

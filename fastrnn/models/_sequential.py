@@ -71,8 +71,9 @@ class Sequential(Module):
     def _run(self, x, lengths, ctx):
         for m in self._modules:
             if isinstance(m, _RECURRENT):
-                x = m(x, lengths=lengths)[0]
-                ctx = {"batch_first": m.batch_first, "bidirectional": m.bidirectional}
+                bf = m.batch_first  # once: the pool after it must see the same layout
+                x = m._run(x, None, None, lengths, bf)[0]
+                ctx = {"batch_first": bf, "bidirectional": m.bidirectional}
             elif isinstance(m, Sequential):
                 x, ctx = m._run(x, lengths, ctx)
             elif isinstance(m, Dropout):
