@@ -382,6 +382,16 @@ cdef class Stream:
         self._idle()
         frn_stream_state(self.ptr, _ptr(h), _ptr(c), 0)
 
+    def retire(self, h=None, c=None):
+        """Copy the state into h (and c) unless None, and take no step after: the
+        Python stream replaces this one (new weights, or a reset), and a step another
+        thread began here meanwhile would be lost, so it is refused as a step
+        during a step is. Under the GIL, in one go."""
+        self._idle()
+        if h is not None:
+            frn_stream_state(self.ptr, _ptr(h), _ptr(c), 0)
+        self.busy = True
+
     def set_state(self, h, c):
         self._idle()
         frn_stream_state(self.ptr, _ptr(h), _ptr(c), 1)

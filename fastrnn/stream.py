@@ -107,7 +107,9 @@ class Stream:
     def reset(self) -> None:
         """Zero the carried state."""
         self._follow_layer()
-        self._c = self._new_c(self._plan)
+        c = self._new_c(self._plan)
+        self._c.retire()
+        self._c = c
 
     def _new_c(self, plan):
         return _kernels.Stream(plan, self.batch_size, self._in, self._layer._h_out,
@@ -119,10 +121,11 @@ class Stream:
             hs, cs = self._state_shapes()
             h = np.empty(hs, self._dtype)
             c = np.empty(cs, self._dtype) if self._lstm else None
-            self._c.get_state(h, c)
+            new = self._new_c(plan)
+            self._c.retire(h, c)
+            new.set_state(h, c)
             self._plan = plan
-            self._c = self._new_c(plan)
-            self._c.set_state(h, c)
+            self._c = new
 
     # -- stepping -----------------------------------------------------------
 

@@ -557,6 +557,26 @@ def test_bad_out_refused_and_stream_not_advanced(kind):
     _assert_equal(stream.step(x[1]), out_seq[1], layer.dtype, "the step after refused outs")
 
 
+def test_a_replaced_engine_stream_takes_no_step():
+    """After new weights (or a reset) the stream carries its state on in a new
+    engine stream; the old one refuses steps, as a step during a step is refused:
+    another thread's step on it would otherwise be accepted, then lost."""
+    layer = _make("gru", L=1)
+    x = _x(layer, 2)
+    stream = layer.stream(2)
+    stream.step(x[0])
+    for change in (lambda: layer.load_state_dict(_make("gru", L=1, seed=5).state_dict()),
+                   stream.reset):
+        old = stream._c
+        change()
+        stream.step(x[1])
+        assert stream._c is not old
+        with pytest.raises(RuntimeError, match="another thread"):
+            old.step(np.ascontiguousarray(x[2]), None)
+        with pytest.raises(RuntimeError, match="another thread"):
+            old.get_state(np.empty_like(stream.state), None)
+
+
 def test_bad_x_refused_and_stream_not_advanced():
     layer = _make("lstm")
     B = 3
