@@ -173,6 +173,11 @@ class Module(v.Fixed):
         ValueError listing every missing and unexpected key and every mismatched
         shape; ``strict=False`` ignores missing and unexpected keys, not shapes. A
         failed load leaves the module (and its children) unchanged.
+
+        The parts load one after the other: a call running on another thread
+        meanwhile may use some parts' new weights and others' old ones. To replace
+        the weights of a model that serves calls, load them into a copy
+        (``copy.deepcopy``) and swap the reference.
         """
         load_into(self, state_dict, strict)
 
