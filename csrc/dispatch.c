@@ -85,10 +85,17 @@ const char *frn_isa_name(int isa)
    parent had run one), and the parent's streams' helpers are gone. Calls in a
    child run on one thread. */
 static _Atomic int frn_forked = 0;
+static _Atomic unsigned frn_fork_count = 0;
 
-static void frn_mark_child(void) { atomic_store(&frn_forked, 1); }
+static void frn_mark_child(void)
+{
+    atomic_store(&frn_forked, 1);
+    atomic_fetch_add(&frn_fork_count, 1);
+}
 
 int frn_in_child(void) { return atomic_load_explicit(&frn_forked, memory_order_relaxed); }
+
+unsigned frn_forks(void) { return atomic_load_explicit(&frn_fork_count, memory_order_relaxed); }
 
 __attribute__((constructor)) static void frn_watch_fork(void)
 {

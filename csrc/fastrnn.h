@@ -160,6 +160,10 @@ void frn_set_stream_phase0(uint64_t k);
    n may use (n < 1: the calling thread's OpenMP setting), at least 1, at most the
    processors; 1 in a child of fork(). */
 int frn_team_threads(int n);
+/* How many fork()s this process descends from (0 in the first): a flag set before
+   a fork, by a thread the child does not have, can be told from one set in the
+   child. */
+unsigned frn_forks(void);
 int frn_openmp_enabled(void);
 int frn_max_threads(void);
 void frn_set_max_threads(int n);

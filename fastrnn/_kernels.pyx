@@ -105,6 +105,7 @@ cdef extern from "fastrnn.h" nogil:
     void frn_set_batch_split(int mode)
     int frn_openmp_enabled()
     int frn_max_threads()
+    unsigned frn_forks()
     void frn_set_procs(int n)
     void frn_set_max_threads(int n)
     const char *frn_compiler()
@@ -304,6 +305,7 @@ cdef class Stream:
     cdef cnp.npy_intp in_size
     cdef int typenum
     cdef bint busy  # a step is running (set and tested under the GIL)
+    cdef unsigned busy_forks  # frn_forks() when busy was set
 
     def __cinit__(self, Plan plan, int batch, int input_size, int h_out, bint double):
         cdef int rc
@@ -358,8 +360,9 @@ cdef class Stream:
             return None
         cdef char *po = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
         cdef int rc
-        self._idle()
+        self._idle(False)
         self.busy = True
+        self.busy_forks = frn_forks()
         with nogil:
             rc = frn_stream_step(self.ptr, px, po, n_threads)
         self.busy = False
@@ -367,19 +370,28 @@ cdef class Stream:
             _check(rc)
         return out
 
-    cdef int _idle(self) except -1:
+    cdef int _idle(self, bint dropping) except -1:
         """One call at a time: a second Python thread stepping the same stream while
         a step runs without the GIL would publish steps to the same helper threads
-        (the two spun forever), and its state would change under a reader."""
-        if self.busy:
+        (the two spun forever), and its state would change under a reader. In a
+        child of fork() whose parent had a thread mid-step here, that thread is
+        gone and the state may be half-written: the stream can only be dropped
+        (`dropping`: retired without its state, as reset does)."""
+        if not self.busy:
+            return 0
+        if self.busy_forks != frn_forks():
+            if dropping:
+                return 0
             raise RuntimeError(
-                "this stream is being stepped in another thread: a stream carries one "
-                "sequence's state, so step it from one thread at a time (or make a stream "
-                "per thread)")
-        return 0
+                "this stream was being stepped by another thread when the process forked, "
+                "so its state may be half-written here: reset() it (or make a new stream)")
+        raise RuntimeError(
+            "this stream is being stepped in another thread: a stream carries one "
+            "sequence's state, so step it from one thread at a time (or make a stream "
+            "per thread)")
 
     def get_state(self, h, c):
-        self._idle()
+        self._idle(False)
         frn_stream_state(self.ptr, _ptr(h), _ptr(c), 0)
 
     def retire(self, h=None, c=None):
@@ -387,18 +399,19 @@ cdef class Stream:
         Python stream replaces this one (new weights, or a reset), and a step another
         thread began here meanwhile would be lost, so it is refused as a step
         during a step is. Under the GIL, in one go."""
-        self._idle()
+        self._idle(h is None)
         if h is not None:
             frn_stream_state(self.ptr, _ptr(h), _ptr(c), 0)
         self.busy = True
+        self.busy_forks = frn_forks()
 
     def set_state(self, h, c):
-        self._idle()
+        self._idle(False)
         frn_stream_state(self.ptr, _ptr(h), _ptr(c), 1)
 
     def reorder(self, idx):
         """Row b of the state becomes row idx[b]; idx int32 (B,), each in [0, B)."""
-        self._idle()
+        self._idle(False)
         frn_stream_reorder(self.ptr, <const int32_t *>_ptr(idx))
 
 

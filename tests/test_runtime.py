@@ -236,6 +236,52 @@ def test_calls_in_a_forked_child_run_on_one_thread():
     assert last_json(run_code(code)) == 0
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_stream_forked_mid_step_is_reset_in_the_child():
+    """A thread of the parent in the middle of a step at fork() is not in the child:
+    the stream's state may be half-written there, so stepping or reading it is a
+    RuntimeError that says so (it said "another thread", which no longer exists),
+    and reset() makes it usable again: its steps then equal a fresh stream's."""
+    code = (
+        "import json, os, signal, threading, numpy as np, fastrnn\n"
+        "layer = fastrnn.LSTM(256, 256, num_layers=2, seed=0)\n"
+        "x = np.ones(256, np.float32)\n"
+        "want = layer.stream().step(x)\n"
+        "s = layer.stream()\n"
+        "stop = False\n"
+        "def stepper():\n"
+        "    while not stop:\n"
+        "        s.step(x)\n"
+        "th = threading.Thread(target=stepper)\n"
+        "th.start()\n"
+        "codes = []\n"
+        "for _ in range(20):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        signal.alarm(60)\n"
+        "        try:\n"
+        "            s.step(x)\n"
+        "            code = 1  # forked between two steps\n"
+        "        except RuntimeError as e:\n"
+        "            code = 3\n"
+        "            if 'when the process forked' in str(e):\n"
+        "                try:\n"
+        "                    s.state\n"
+        "                except RuntimeError:\n"
+        "                    s.reset()\n"
+        "                    code = 0 if np.array_equal(s.step(x), want) else 4\n"
+        "        os._exit(code)\n"
+        "    codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+        "    if 0 in codes:\n"
+        "        break\n"
+        "stop = True\n"
+        "th.join()\n"
+        "print(json.dumps(codes))\n"
+    )
+    codes = last_json(run_code(code))
+    assert codes[-1] == 0 and set(codes) <= {0, 1}, codes
+
+
 def test_omp_num_threads_respected():
     code = "import fastrnn, json; print(json.dumps([fastrnn.get_num_threads(), fastrnn.config()]))"
     n, cfg = last_json(run_code(code, env={"OMP_NUM_THREADS": "1"}))
