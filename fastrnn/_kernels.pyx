@@ -129,6 +129,16 @@ cdef int _arg(object a, str name, int typenum, cnp.npy_intp n) except -1:
     return 0
 
 
+cdef int _in_range(object a, str name, int64_t lo, int64_t hi) except -1:
+    """Every value of the int64 array a (already checked by _arg) in [lo, hi)."""
+    cdef const int64_t *p = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>a)
+    cdef cnp.npy_intp i
+    for i in range(cnp.PyArray_SIZE(<cnp.ndarray>a)):
+        if p[i] < lo or p[i] >= hi:
+            raise ValueError(f"{name}[{i}] is {p[i]}; it must be in [{lo}, {hi})")
+    return 0
+
+
 cdef int _check(int rc) except -1:
     if rc == FRN_OK:
         return 0
@@ -238,17 +248,11 @@ cdef class Plan:
         cdef cnp.npy_intp sd[3]
         cdef int sn = self.num_layers * self.num_dirs
         cdef frn_seq q
-        cdef cnp.npy_intp i
-        cdef const int64_t *lens
         _arg(h0, "h0", self.typenum, sn * B * self.h_out)
         _arg(c0, "c0", self.typenum, sn * B * self.hidden)
         _arg(lengths, "lengths", cnp.NPY_INT64, B)
         if lengths is not None:
-            lens = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>lengths)
-            for i in range(B):
-                if lens[i] < 1 or lens[i] > T:
-                    raise ValueError(f"lengths[{i}] is {lens[i]}; each length must be in "
-                                     f"[1, T={T}]")
+            _in_range(lengths, "lengths", 1, T + 1)
         q.T = <int>T
         q.B = <int>B
         q.x = cnp.PyArray_DATA(a)

@@ -54,16 +54,6 @@ cdef extern from "models/decode.h" nogil:
 ATTN_CODES = {None: FRN_ATTN_NONE, "dot": FRN_ATTN_DOT, "additive": FRN_ATTN_ADDITIVE}
 
 
-cdef int _in_range(object a, str name, int64_t lo, int64_t hi) except -1:
-    """Every value of the int64 array a (already checked by _arg) in [lo, hi)."""
-    cdef const int64_t *p = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>a)
-    cdef cnp.npy_intp i
-    for i in range(cnp.PyArray_SIZE(<cnp.ndarray>a)):
-        if p[i] < lo or p[i] >= hi:
-            raise ValueError(f"{name}[{i}] is {p[i]}; it must be in [{lo}, {hi})")
-    return 0
-
-
 cdef int _decode_checks(Plan rnn, int L, int E, int HO, int H, bint lstm, h0, c0, first, emb,
                         Linear out, int V, attn, keys, key_len, Linear wa, Linear ua, va,
                         int beam, int max_len, int eos, tokens, logp, lengths) except -1:

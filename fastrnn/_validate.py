@@ -341,16 +341,20 @@ class Fixed:
     def _drop_engine(self) -> None:
         """After new weights: drop the packed copy (the next call packs them again),
         under a new version, so that a packing of the old ones still under way (on
-        another thread, with the GIL released) is not kept (_keep_engine)."""
+        another thread, with the GIL released) is not kept (_pack)."""
         self._weights_version = next(_WEIGHTS_VERSIONS)  # atomic under the GIL
         for name in self._engine:
             setattr(self, name, None)
 
-    def _keep_engine(self, name: str, packed, version: int) -> None:
-        """Keep `packed`, made from the weights as they were at `version`, unless
-        other weights were loaded meanwhile (the call that made it still uses it)."""
+    def _pack(self, name: str, make):
+        """make() the packed copy of the current weights and keep it as `name`,
+        unless other weights were loaded meanwhile (_drop_engine): the caller uses
+        it either way."""
+        version = self._weights_version  # before make() reads the weights
+        packed = make()
         if self._weights_version == version:
             setattr(self, name, packed)
+        return packed
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -171,9 +171,7 @@ class _RNNBase(v.Fixed):
     def _packed(self):
         plan = self._plan
         if plan is None or plan.isa != _kernels.get_isa():
-            version = self._weights_version  # before the weights are read
-            plan = self._make_plan()
-            self._keep_engine("_plan", plan, version)
+            plan = self._pack("_plan", self._make_plan)
         return plan
 
     def _make_plan(self):

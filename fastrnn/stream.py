@@ -106,10 +106,7 @@ class Stream:
 
     def reset(self) -> None:
         """Zero the carried state."""
-        self._follow_layer()
-        c = self._new_c(self._plan)
-        self._c.retire()
-        self._c = c
+        self._replace(self._layer._packed(), keep_state=False)
 
     def _new_c(self, plan):
         return _kernels.Stream(plan, self.batch_size, self._in, self._layer._h_out,
@@ -118,14 +115,22 @@ class Stream:
     def _follow_layer(self) -> None:
         plan = self._layer._packed()
         if plan is not self._plan:  # weights reloaded or ISA changed: keep the state
+            self._replace(plan, keep_state=True)
+
+    def _replace(self, plan, keep_state: bool) -> None:
+        """Go on in a new engine stream for plan, with the carried state or zeroed.
+        The old one is retired in the same step: a step another thread begins on it
+        is refused, not taken and lost."""
+        new = self._new_c(plan)
+        if keep_state:
             hs, cs = self._state_shapes()
             h = np.empty(hs, self._dtype)
             c = np.empty(cs, self._dtype) if self._lstm else None
-            new = self._new_c(plan)
             self._c.retire(h, c)
             new.set_state(h, c)
-            self._plan = plan
-            self._c = new
+        else:
+            self._c.retire()
+        self._plan, self._c = plan, new
 
     # -- stepping -----------------------------------------------------------
 

@@ -61,8 +61,10 @@ def ids(name: str, value, n: int) -> np.ndarray:
     except (ValueError, TypeError) as exc:
         raise TypeError(f"{name} must be an array of integer token ids; converting it failed: "
                         f"{exc}") from None
+    private = isinstance(value, (list, tuple))  # numpy built arr from it
     if arr.size == 0 and arr.dtype.kind == "f" and not isinstance(value, np.ndarray):
         arr = arr.astype(np.int64)  # np.asarray([]) is float64
+        private = True
     if arr.dtype.kind == "O" and arr.size and all(
             isinstance(i, int) and not isinstance(i, bool) for i in arr.flat):
         # Python ints (numpy keeps them as objects if one is beyond int64, or when
@@ -72,6 +74,7 @@ def ids(name: str, value, n: int) -> np.ndarray:
             raise ValueError(f"{name}[{_index(where)}] is {arr[where]}; token ids must be in "
                              f"[0, {n}) (num_embeddings={n})")
         arr = arr.astype(np.int64)
+        private = True
     if arr.dtype.kind not in "iu":
         what = {"b": "bool", "f": "float", "c": "complex", "O": "object", "U": "string",
                 "S": "bytes"}.get(arr.dtype.kind, str(arr.dtype))
@@ -79,8 +82,10 @@ def ids(name: str, value, n: int) -> np.ndarray:
                         f"(dtype {arr.dtype})")
     # a private copy, checked after it was made: the C code reads the ids with the
     # GIL released, and the caller's array may change meanwhile (another thread, or
-    # an argument converted after this one)
-    arr = np.array(arr, copy=True)
+    # an argument converted after this one); an array, a tensor's memory or what
+    # __array__ returns may be the caller's, a list's conversion is not
+    if not private:
+        arr = arr.copy()
     bad = (arr < 0) | (arr >= n)
     if bad.any():
         where = np.unravel_index(int(np.flatnonzero(bad)[0]), arr.shape)

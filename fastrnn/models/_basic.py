@@ -162,9 +162,8 @@ class Linear(Module):
         """The packed weights (`_kernels.Linear`) for the current instruction set."""
         k = self._packed
         if k is None or k.isa != _kernels.get_isa():
-            version = self._weights_version  # before the weights are read
-            k = _kernels.Linear(self._params["weight"], self._params.get("bias"))
-            self._keep_engine("_packed", k, version)
+            k = self._pack("_packed", lambda: _kernels.Linear(self._params["weight"],
+                                                               self._params.get("bias")))
         return k
 
     def __call__(self, input) -> np.ndarray:
