@@ -73,6 +73,16 @@ class Stream:
     def set_state(self, h: _Array, c: Optional[_Array]) -> None: ...
     def reorder(self, idx: _Array) -> None: ...  # int32 (B,), each in [0, B)
 
+class StreamFront:
+    """The base of fastrnn.stream.Stream: its step, whose common case runs here."""
+
+    _layer: Any
+    _plan: Any
+    _c: Stream
+    # x (B, I) or (I,) for B = 1; out (B, P) or (P,) or None; anything the engine
+    # does not take as it is goes to the subclass's _step_checked(x, out)
+    def step(self, x: Any, out: Any = None) -> _Array: ...
+
 class Linear:
     """A dense layer y = x W^T + b packed for the micro-kernels (C frn_linear)."""
 

@@ -12,6 +12,7 @@ against its batch_first before converting other arguments (which can run the
 caller's code, or let another thread change the layer).
 """
 
+cimport cython
 from libc.limits cimport INT_MAX
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport free, malloc
@@ -354,6 +355,9 @@ cdef class Stream:
         out overlaps x (the engine writes out while it still reads x), so the caller
         can convert it or say what is wrong. n_threads <= 0: the calling thread's
         setting (max_threads(), asked by the engine)."""
+        return self._step(x, out, n_threads)
+
+    cdef object _step(self, object x, object out, int n_threads):
         cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>x) if cnp.PyArray_Check(x) else 0
         if nd < 1 or nd > 2 or not self._fits(x, nd, self.in_size, False):
             return None
@@ -417,6 +421,35 @@ cdef class Stream:
         """Row b of the state becomes row idx[b]; idx int32 (B,), each in [0, B)."""
         self._idle(False)
         frn_stream_reorder(self.ptr, <const int32_t *>_ptr(idx))
+
+
+@cython.auto_pickle(False)
+cdef class StreamFront:
+    """The base of fastrnn.stream.Stream: its step, whose common case -- the layer's
+    weights unchanged since the last step, x (and out) already what the engine
+    reads -- runs here in one call from Python, without a Python frame (about a
+    fifth of a small step's cost). Anything else goes to the subclass's
+    _step_checked, which follows reloaded weights, converts and validates."""
+
+    cdef public object _layer
+    cdef public object _plan
+    cdef public Stream _c
+
+    def step(self, x, out=None):
+        """Advance one time step; returns the step's output (or `out`, filled).
+
+        `out` may be any writeable array of the step's output shape and the layer
+        dtype; one that is not C-contiguous (e.g. ``Y[:, t]`` of a batch-first
+        buffer) is filled through a copy. A refused call (wrong shape, dtype or
+        `out`) raises before anything runs and does not advance the stream.
+        """
+        cdef object y
+        if self._layer._plan is self._plan and self._c is not None:
+            # on the calling thread's max_threads()
+            y = self._c._step(x, out, 0)
+            if y is not None:
+                return y
+        return self._step_checked(x, out)
 
 
 cdef class Linear:

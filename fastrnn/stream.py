@@ -1,8 +1,11 @@
 """Streams: step a unidirectional layer one time step per call (SPEC §2).
 
 Real-time callers (audio frames, sensor ticks, token-by-token decoding) pay the
-per-call cost on every step, so `step` does as little as possible in Python: a
-handful of attribute reads and checks, then one C call on preallocated state.
+per-call cost on every step, so `step` does as little as possible: its common case
+(the weights unchanged, x and out already what the engine reads) is one call into
+Cython (StreamFront, fastrnn/_kernels.pyx) and one C call on preallocated state,
+with no Python frame. Everything else comes back here to be followed, converted
+or refused.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from . import _validate as v
 __all__ = ["Stream"]
 
 
-class Stream:
+class Stream(_kernels.StreamFront):
     """A stateful stepper over a unidirectional RNN, LSTM or GRU.
 
     Made by ``layer.stream(batch_size=1, state=None)``. ``step(x_t, out=None)``
@@ -35,8 +38,8 @@ class Stream:
     time; otherwise call the layer on the sequence.
     """
 
-    __slots__ = ("_layer", "_plan", "_c", "_batch", "_dtype", "_in", "_out_shape",
-                 "_out_shape1", "_lstm")
+    # (_layer, _plan and _c are StreamFront's: its step reads them)
+    __slots__ = ("_batch", "_dtype", "_in", "_out_shape", "_out_shape1", "_lstm")
 
     def __init__(self, layer, batch_size: int = 1, state=None):
         if layer.bidirectional:
@@ -134,20 +137,16 @@ class Stream:
 
     # -- stepping -----------------------------------------------------------
 
-    def step(self, x, out=None):
-        """Advance one time step; returns the step's output (or `out`, filled).
+    # step(x, out=None) is StreamFront's (fastrnn/_kernels.pyx): the common case in
+    # one call from Python. Everything else comes here.
 
-        `out` may be any writeable array of the step's output shape and the layer
-        dtype; one that is not C-contiguous (e.g. ``Y[:, t]`` of a batch-first
-        buffer) is filled through a copy. A refused call (wrong shape, dtype or
-        `out`) raises before anything runs and does not advance the stream.
-        """
+    def _step_checked(self, x, out):
         if self._layer._plan is not self._plan:
             self._follow_layer()
         # The engine takes x and out as they are when they are already C-contiguous
-        # arrays of the layer dtype and a step's shape (the per-call cost matters
-        # here); otherwise it steps nothing and returns None, and the step is
-        # validated -- x converted, or an error raised -- below.
+        # arrays of the layer dtype and a step's shape; otherwise it steps nothing
+        # and returns None, and the step is validated -- x converted, or an error
+        # raised -- below.
         y = self._c.step(x, out)  # on the calling thread's max_threads()
         if y is not None:
             return y

@@ -917,3 +917,38 @@ def test_streams_cannot_be_copied_or_pickled():
             how(s)
     twin = layer.stream(1, state=s.state)
     np.testing.assert_array_equal(twin.step(np.ones(3)), s.step(np.ones(3)))
+
+
+def test_a_stream_built_half_way_raises_not_crashes():
+    """step's common case runs in Cython on the stream's engine stream (StreamFront);
+    one whose __init__ never ran, or whose engine stream is gone, must raise."""
+    from fastrnn.stream import Stream
+
+    x = np.ones((1, 3), np.float32)
+    bare = Stream.__new__(Stream)
+    with pytest.raises(AttributeError):
+        bare.step(x)
+    s = fastrnn.GRU(3, 4, seed=0).stream()
+    s.step(x)
+    c = s._c
+    s._c = None
+    with pytest.raises(AttributeError):
+        s.step(x)
+    with pytest.raises(TypeError):
+        s._c = "not an engine stream"
+    s._c = c
+    assert s.step(x).shape == (1, 4)
+
+
+def test_step_follows_weights_loaded_between_steps():
+    """The fast path checks the layer's plan on every step: a load between two
+    steps is used by the second (on a stream stepped only through step)."""
+    layer = fastrnn.LSTM(3, 4, seed=0)
+    other = fastrnn.LSTM(3, 4, seed=1)
+    s, ref = layer.stream(), other.stream()
+    x = np.ones((1, 3), np.float32)
+    h0 = s.step(x)
+    layer.load_state_dict(other.state_dict())
+    ref.state = s.state
+    np.testing.assert_array_equal(s.step(x), ref.step(x))
+    assert not np.array_equal(h0, ref.step(x))
