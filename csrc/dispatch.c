@@ -468,6 +468,37 @@ int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads)
 
 int frn_stream_helper_count(const frn_stream *s) { return s->nhelp; }
 
+int frn_stream_cell(frn_stream *s, const void *x, const void *h, const void *c, void *out,
+                    void *cout, int n_threads)
+{
+    const frn_plan *p = s->p;
+    const int L = p->d.num_layers, B = s->B, es = p->esz;
+    const int HO = p->h_out, H = p->d.hidden_size, lstm = p->d.cell == FRN_LSTM;
+    s->cell = 1;
+    frn_table(p->isa)->stream_sync(s);
+    for (int l = 0; l < L; l++)
+        for (int b = 0; b < B; b++) {
+            char *hrow = (char *)s->h[2 * l + s->cur] + (size_t)b * p->ldh * es;
+            if (h)
+                memcpy(hrow, (const char *)h + ((size_t)l * B + b) * HO * es, (size_t)HO * es);
+            else
+                memset(hrow, 0, (size_t)HO * es);
+            if (!lstm) continue;
+            char *crow = (char *)s->c[l] + (size_t)b * p->ldh * es;
+            if (c)
+                memcpy(crow, (const char *)c + ((size_t)l * B + b) * H * es, (size_t)H * es);
+            else
+                memset(crow, 0, (size_t)H * es);
+        }
+    const int rc = frn_stream_step(s, x, out, n_threads);
+    if (rc == FRN_OK && lstm && cout)
+        for (int l = 0; l < L; l++)
+            for (int b = 0; b < B; b++)
+                memcpy((char *)cout + ((size_t)l * B + b) * H * es,
+                       (const char *)s->c[l] + (size_t)b * p->ldh * es, (size_t)H * es);
+    return rc;
+}
+
 /* Copy the carried state to (get) or from (set) h (L, B, h_out) and c (L, B, H). */
 int frn_stream_state(frn_stream *s, void *h, void *c, int set)
 {

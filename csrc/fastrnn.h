@@ -108,6 +108,13 @@ void frn_stream_free(frn_stream *s);
 /* n_threads < 1: the calling thread's OpenMP setting (omp_get_max_threads). */
 int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads);
 int frn_stream_state(frn_stream *s, void *h, void *c, int set);
+/* One step from the state h (L, B, H_out) and, for LSTM, c (L, B, H) -- NULL for
+   zeros -- as a cell call makes: the new h of the last layer goes to out (B,
+   H_out), the new c of every layer to cout (L, B, H) unless it is NULL. Each such
+   step runs like a layer's call (an OpenMP region when it pays, never the stream's
+   helper threads) and nothing is made ahead from the state it leaves. */
+int frn_stream_cell(frn_stream *s, const void *x, const void *h, const void *c, void *out,
+                    void *cout, int n_threads);
 /* Row b of the carried state becomes row idx[b] (each in [0, B)): beam search. */
 int frn_stream_reorder(frn_stream *s, const int32_t *idx);
 /* How many helper threads the stream keeps (0 until a step runs on more than one

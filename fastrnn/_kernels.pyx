@@ -87,6 +87,8 @@ cdef extern from "fastrnn.h" nogil:
     void frn_stream_free(frn_stream *s)
     int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads)
     int frn_stream_state(frn_stream *s, void *h, void *c, int set)
+    int frn_stream_cell(frn_stream *s, const void *x, const void *h, const void *c, void *out,
+                        void *cout, int n_threads)
     int frn_stream_reorder(frn_stream *s, const int32_t *idx)
     ctypedef struct frn_linear:
         pass
@@ -377,6 +379,40 @@ cdef class Stream:
         if rc != FRN_OK:
             _check(rc)
         return out
+
+    def cell(self, x, h, c, bint lstm):
+        """One step of a one-layer cell from the state h (and c when lstm), or zeros
+        where None, if every array is exactly what the engine reads: x as for step;
+        h and c C-contiguous of the plan's dtype and the output's shape (B, H) or,
+        with x (I,), (H,). Returns (h', c') -- new arrays, c' None unless lstm -- or
+        None, without stepping, when an argument is not of that form or another
+        thread is stepping this stream: the caller then takes its general path."""
+        cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>x) if cnp.PyArray_Check(x) else 0
+        if nd < 1 or nd > 2 or not self._fits(x, nd, self.in_size, False):
+            return None
+        if h is not None and not self._fits(h, nd, self.out_dims[1], False):
+            return None
+        if lstm and c is not None and not self._fits(c, nd, self.out_dims[1], False):
+            return None
+        if self.busy or (lstm and (h is None) != (c is None)):
+            return None
+        cdef cnp.npy_intp *dims = &self.out_dims[2 - nd]
+        cdef cnp.ndarray hn = cnp.PyArray_EMPTY(nd, dims, self.typenum, 0)
+        cdef cnp.ndarray cn = cnp.PyArray_EMPTY(nd, dims, self.typenum, 0) if lstm else None
+        cdef const void *px = cnp.PyArray_DATA(<cnp.ndarray>x)
+        cdef const void *ph = NULL if h is None else cnp.PyArray_DATA(<cnp.ndarray>h)
+        cdef const void *pc = NULL if c is None or not lstm else cnp.PyArray_DATA(<cnp.ndarray>c)
+        cdef void *pho = cnp.PyArray_DATA(hn)
+        cdef void *pco = NULL if cn is None else cnp.PyArray_DATA(cn)
+        cdef int rc
+        self.busy = True
+        self.busy_forks = frn_forks()
+        with nogil:
+            rc = frn_stream_cell(self.ptr, px, ph, pc, pho, pco, 0)
+        self.busy = False
+        if rc != FRN_OK:
+            _check(rc)
+        return hn, cn
 
     cdef int _idle(self, bint dropping) except -1:
         """One call at a time: a second Python thread stepping the same stream while

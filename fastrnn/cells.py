@@ -9,15 +9,30 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _kernels
 from . import _validate as v
 from .layers import GRU, LSTM, RNN, _is_torch_module, _module_dtype
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell"]
 
 
+# engine streams a cell keeps, one per batch size it was last called with
+_CELL_STREAMS = 4
+
+
 class _CellBase(v.Fixed):
+    """A cell runs its layer's engine one step at a time. A call whose arrays are
+    already what the engine reads (C-contiguous, of the cell's dtype and shapes)
+    takes one C call on an engine stream kept for its batch size, the state passed
+    in and out (_kernels.Stream.cell); any other is checked and converted first,
+    then runs the same way. Results are bitwise those of the layer on one step."""
+
     _layer_cls = None
     _fixed = frozenset({"input_size", "hidden_size", "bias", "dtype", "nonlinearity", "_layer"})
+    # batch size -> engine stream, and the one the last call used; not copied
+    _engine = ("_streams", "_last")
+    _streams = None
+    _last = None
 
     def _init(self, layer):
         self._layer = layer
@@ -54,6 +69,26 @@ class _CellBase(v.Fixed):
 
         save(self, path)
 
+    def _stream(self, B: int):
+        """The engine stream for B rows of the current weights (made or remade as
+        needed), or None when it cannot be made: the call then runs the layer."""
+        plan = self._layer._packed()
+        streams = self._streams
+        if streams is None:
+            streams = self._streams = {}
+        s = streams.get(B)
+        if s is None or s.plan is not plan:
+            if len(streams) >= _CELL_STREAMS:
+                streams.pop(next(iter(streams), None), None)
+            try:
+                s = _kernels.Stream(plan, B, self.input_size, self.hidden_size,
+                                    self.dtype == np.float64)
+            except MemoryError:
+                return None
+            streams[B] = s
+        self._last = s
+        return s
+
     def _step(self, x, h, c, hname="h"):
         x = v.numeric("x", x)  # converted once its shape is known to be right
         if x.ndim not in (1, 2):
@@ -78,6 +113,10 @@ class _CellBase(v.Fixed):
         if B == 0:
             z = np.zeros(hshape, self.dtype)
             return z, z.copy()
+        s = self._stream(B)
+        y = None if s is None else s.cell(x, h0, c0, self._layer.mode == "LSTM")
+        if y is not None:
+            return y
         hx = None if h0 is None else h0.reshape(1, B, self.hidden_size)
         cx = None if c0 is None else c0.reshape(1, B, self.hidden_size)
         out, hn, cn = self._layer._run(xs, hx, cx, None)
@@ -116,6 +155,11 @@ class RNNCell(_CellBase):
                        dtype=dtype, seed=seed))
 
     def __call__(self, x, hx=None):
+        s = self._last  # the common case first (_CellBase)
+        if s is not None and s.plan is self._layer._plan:
+            y = s.cell(x, hx, None, False)
+            if y is not None:
+                return y[0]
         if isinstance(hx, tuple):
             raise TypeError("hx of an RNNCell is one array (B, hidden_size), got a tuple")
         return self._step(x, hx, None, "hx")[0]
@@ -128,6 +172,11 @@ class GRUCell(_CellBase):
         self._init(GRU(input_size, hidden_size, 1, bias=bias, dtype=dtype, seed=seed))
 
     def __call__(self, x, hx=None):
+        s = self._last  # the common case first (_CellBase)
+        if s is not None and s.plan is self._layer._plan:
+            y = s.cell(x, hx, None, False)
+            if y is not None:
+                return y[0]
         if isinstance(hx, tuple):
             raise TypeError("hx of a GRUCell is one array (B, hidden_size), got a tuple")
         return self._step(x, hx, None, "hx")[0]
@@ -140,6 +189,16 @@ class LSTMCell(_CellBase):
         self._init(LSTM(input_size, hidden_size, 1, bias=bias, dtype=dtype, seed=seed))
 
     def __call__(self, x, hx=None):
+        s = self._last  # the common case first (_CellBase)
+        if s is not None and s.plan is self._layer._plan:
+            if hx is None:
+                y = s.cell(x, None, None, True)
+            elif type(hx) is tuple and len(hx) == 2:
+                y = s.cell(x, hx[0], hx[1], True)
+            else:
+                y = None
+            if y is not None:
+                return y
         h = c = None
         if hx is not None:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:

@@ -361,19 +361,32 @@ def test_bad_x(kind):
             cell(bad)
 
 
+def _warm(cell, warm):
+    """Cells try the engine first once a call made its stream (cells.py); a refused
+    call must raise the same error either way. Float32 arrays below, so that the
+    first try sees them."""
+    if warm:
+        cell(np.zeros((3, 5), np.float32))
+        cell(np.zeros(5, np.float32))
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
 @pytest.mark.parametrize("kind", ["rnn_tanh", "gru"])
-def test_bad_h_rnn_gru(kind):
+def test_bad_h_rnn_gru(kind, warm):
     name, kw = KINDS[kind]
     cell = getattr(fastrnn, name)(5, 7, **kw)
-    x = np.zeros((3, 5))
+    _warm(cell, warm)
+    x = np.zeros((3, 5), np.float32)
     with pytest.raises(ValueError, match=r"hx has shape \(2, 7\); expected \(3, 7\)"):
-        cell(x, np.zeros((2, 7)))
+        cell(x, np.zeros((2, 7), np.float32))
     with pytest.raises(ValueError, match=r"hx has shape \(3, 8\); expected \(3, 7\)"):
-        cell(x, np.zeros((3, 8)))
+        cell(x, np.zeros((3, 8), np.float32))
     with pytest.raises(ValueError, match=r"hx has shape \(1, 7\); expected \(7,\)"):
-        cell(x[0], np.zeros((1, 7)))  # unbatched x takes an unbatched h
+        cell(x[0], np.zeros((1, 7), np.float32))  # unbatched x takes an unbatched h
+    with pytest.raises(ValueError, match=r"hx has shape \(7,\); expected \(3, 7\)"):
+        cell(x, np.zeros(7, np.float32))
     with pytest.raises(ValueError, match=r"hx has shape \(1, 3, 7\)"):
-        cell(x, np.zeros((1, 3, 7)))  # a layer's h0 is not a cell's h
+        cell(x, np.zeros((1, 3, 7), np.float32))  # a layer's h0 is not a cell's h
     with pytest.raises(TypeError, match=f"hx of an? {name} is one array.*tuple"):
         cell(x, (np.zeros((3, 7)),))
     with pytest.raises(TypeError, match="hx must hold real numbers.*string"):
@@ -400,10 +413,12 @@ def test_cells_take_torchs_hx_keyword(kind):
         cell(x, h=h)
 
 
-def test_bad_hx_lstm():
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_bad_hx_lstm(warm):
     cell = fastrnn.LSTMCell(5, 7)
-    x = np.zeros((3, 5))
-    h = np.zeros((3, 7))
+    _warm(cell, warm)
+    x = np.zeros((3, 5), np.float32)
+    h = np.zeros((3, 7), np.float32)
     with pytest.raises(TypeError, match=r"hx of an LSTMCell must be a tuple \(h, c\).*ndarray"):
         cell(x, h)
     with pytest.raises(TypeError, match=r"hx of an LSTMCell must be a tuple \(h, c\)"):
@@ -412,10 +427,14 @@ def test_bad_hx_lstm():
         cell(x, (h,))
     with pytest.raises(TypeError, match="hx of an LSTMCell must be .h, c. with both"):
         cell(x, (h, None))
+    with pytest.raises(TypeError, match="hx of an LSTMCell must be .h, c. with both"):
+        cell(x, (None, h))
     with pytest.raises(ValueError, match=r"h has shape \(3, 6\); expected \(3, 7\)"):
-        cell(x, (np.zeros((3, 6)), h))
+        cell(x, (np.zeros((3, 6), np.float32), h))
     with pytest.raises(ValueError, match=r"c has shape \(2, 7\); expected \(3, 7\)"):
-        cell(x, (h, np.zeros((2, 7))))
+        cell(x, (h, np.zeros((2, 7), np.float32)))
+    with pytest.raises(ValueError, match=r"c has shape \(7,\); expected \(3, 7\)"):
+        cell(x, (h, np.zeros(7, np.float32)))
     with pytest.raises(TypeError, match="c must hold real numbers"):
         cell(x, (h, np.full((3, 7), "a")))
     got_h, got_c = cell(x, [h, h])  # a list (h, c) is accepted
@@ -440,3 +459,107 @@ def test_repr():
         "RNNCell(3, 4, bias=False, nonlinearity='relu')"
     assert repr(fastrnn.LSTMCell(3, 4, dtype="float64")) == "LSTMCell(3, 4, dtype='float64')"
     assert repr(fastrnn.GRUCell(3, 4)) == "GRUCell(3, 4)"
+
+
+def _one_step_reference(cell, kind):
+    """A one-layer network with the cell's weights, and its call on one step."""
+    name, kw = KINDS[kind]
+    layer_cls = {"RNNCell": fastrnn.RNN, "LSTMCell": fastrnn.LSTM, "GRUCell": fastrnn.GRU}[name]
+    layer = layer_cls(cell.input_size, cell.hidden_size, dtype=cell.dtype, **kw)
+    layer.load_state_dict({k + "_l0": a for k, a in cell.state_dict().items()})
+
+    def run(x, state):
+        lead = x.shape[:-1]
+        x3 = np.asarray(x, cell.dtype).reshape(1, -1, cell.input_size)
+        if state is None:
+            hx = None
+        elif kind == "lstm":
+            hx = tuple(np.asarray(a, cell.dtype).reshape(1, -1, cell.hidden_size) for a in state)
+        else:
+            hx = np.asarray(state, cell.dtype).reshape(1, -1, cell.hidden_size)
+        _, hn = layer(x3, hx)
+        if kind == "lstm":
+            return tuple(a[0].reshape(lead + (-1,)) for a in hn)
+        return hn[0].reshape(lead + (-1,))
+    return run
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_calls_equal_the_layer_bitwise(kind, dtype, isa, n_threads):
+    """A call whose arrays are what the engine reads is one C call on an engine stream
+    the cell keeps per batch size; any other is converted first. Both must equal the
+    layer's one-step call bitwise: batched and unbatched, with and without a state,
+    over more batch sizes than the cell keeps streams for, converted inputs, and
+    new weights loaded between calls."""
+    name, kw = KINDS[kind]
+    cell = getattr(fastrnn, name)(5, 19, dtype=dtype, seed=1, **kw)
+    rng = np.random.default_rng(0)
+
+    def check(ref, B, with_state, convert=False):
+        x, state = _inputs(kind, 5, 19, B, dtype, with_state, seed=int(rng.integers(1 << 30)))
+        want = ref(x, state)
+        if convert:  # other dtypes and layouts: converted, then the same engine call
+            x = np.asfortranarray(x.astype(np.float16 if dtype == "float32" else np.float32))
+            want = ref(x, state)
+        for _ in range(2):  # the first call makes the batch size's stream
+            got = cell(x, state)
+            for a, b in zip(got if kind == "lstm" else (got,), want if kind == "lstm" else (want,)):
+                assert a.dtype == np.dtype(dtype) and a.shape == b.shape
+                np.testing.assert_array_equal(a, b)
+
+    ref = _one_step_reference(cell, kind)
+    for B in (1, 3, None, 2, 5, 7, 3, 1, 64):
+        check(ref, B, True)
+        check(ref, B, False)
+    check(ref, 4, True, convert=True)
+    other = getattr(fastrnn, name)(5, 19, dtype=dtype, seed=2, **kw)
+    cell.load_state_dict(other.state_dict())
+    ref = _one_step_reference(cell, kind)
+    for B in (1, 3, None):
+        check(ref, B, True)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_one_cell_called_from_four_threads(kind):
+    """Threads share a cell: a call that finds its batch size's engine stream busy
+    runs another way; every result must be right."""
+    import threading
+
+    name, kw = KINDS[kind]
+    cell = getattr(fastrnn, name)(16, 48, seed=4, **kw)
+    ref = _one_step_reference(cell, kind)
+    inputs = [_inputs(kind, 16, 48, 2, "float32", True, seed=s) for s in range(8)]
+    wants = [ref(x, st) for x, st in inputs]
+    bad = []
+
+    def work(tid):
+        for i in range(300):
+            k = (tid + i) % len(inputs)
+            got = cell(*inputs[k])
+            same = all(np.array_equal(a, b) for a, b in
+                       zip(got if kind == "lstm" else (got,),
+                           wants[k] if kind == "lstm" else (wants[k],)))
+            if not same:
+                bad.append((tid, i))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+
+
+def test_cells_copy_and_pickle_after_calls():
+    """The engine streams a cell keeps are not copied: a copy makes its own."""
+    import copy
+    import pickle
+
+    cell = fastrnn.LSTMCell(3, 4, seed=0)
+    x = np.ones((2, 3), np.float32)
+    want = cell(x)
+    for twin in (copy.copy(cell), copy.deepcopy(cell), pickle.loads(pickle.dumps(cell))):
+        for a, b in zip(twin(x), want):
+            np.testing.assert_array_equal(a, b)
+        assert twin._last is not cell._last

@@ -1261,14 +1261,16 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
     /* no probe of where the cores are while the helpers spin: an OpenMP team would
        fight them for the cores (they are asleep after a while without steps) */
     const int probe = S->nhelp == 0 || atomic_load(&S->sleepers) == S->nhelp;
-    int nt = frn_useful_threads(fma, 0, n_threads, probe);
+    /* A cell's step (frn_stream_cell) is a call of its own, as a layer's would be:
+       no helper threads left behind, an OpenMP region when it pays for one */
+    int nt = frn_useful_threads(fma, S->cell ? fma : 0, n_threads, probe);
     /* Small steps, where an OpenMP region's ~1 us is much of the step, share it with
        the stream's own helper threads. Big ones run in an OpenMP region, on the same
        threads as every other call: helpers spinning between steps would fight the
        threads of whatever the caller runs between steps (measured, LSTM H=512 with a
        2000-unit fastrnn.Linear head per step on 2 threads: 355 us a step with
        helpers, 230 with a region). */
-    const int helpers = nt > 1 && fma < FRN_STREAM_OMP_FMA;
+    const int helpers = nt > 1 && fma < FRN_STREAM_OMP_FMA && !S->cell;
     const int timed = helpers && FN(stream_eager)(P); /* the gap decides eagerness */
     if (timed && S->t_ret) /* the caller's time away (before it joins any R phase) */
         S->gap_ns += 0.25 * ((double)(frn_now_ns() - S->t_ret) - S->gap_ns);

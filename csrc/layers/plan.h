@@ -120,6 +120,8 @@ struct frn_stream {
     int r_valid;   /* r holds the products of the current state */
     int64_t t_ret; /* when the last step returned (ns) */
     double gap_ns; /* the caller's time between steps, a moving average */
+    int cell;      /* stepped by frn_stream_cell: a call of its own each step, with
+                      its own state (no helper threads, nothing made ahead) */
 };
 
 static inline int64_t frn_now_ns(void)
