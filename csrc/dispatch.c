@@ -468,66 +468,53 @@ int frn_stream_step(frn_stream *s, const void *x, void *out, int n_threads)
 
 int frn_stream_helper_count(const frn_stream *s) { return s->nhelp; }
 
+/* Copy the carried state of every layer and row to (set = 0) or from (set = 1) h
+   (L, B, h_out) and, for LSTM, c (L, B, H). NULL leaves that part alone, or when
+   `zero` (with set) sets it to zeros. */
+static void frn_stream_copy(frn_stream *s, void *h, void *c, int set, int zero)
+{
+    const frn_plan *p = s->p;
+    const int L = p->d.num_layers, B = s->B, es = p->esz;
+    const size_t nh = (size_t)p->h_out * es, nc = (size_t)p->d.hidden_size * es;
+    const int lstm = p->d.cell == FRN_LSTM;
+    if (!lstm) c = NULL;
+    for (int l = 0; l < L; l++)
+        for (int b = 0; b < B; b++) {
+            const size_t r = (size_t)b * p->ldh * es, u = (size_t)l * B + b;
+            char *hs = (char *)s->h[2 * l + s->cur] + r;
+            char *cs = (char *)s->c[l] + r;
+            char *hu = h ? (char *)h + u * nh : NULL, *cu = c ? (char *)c + u * nc : NULL;
+            if (h && set)
+                memcpy(hs, hu, nh);
+            else if (h)
+                memcpy(hu, hs, nh);
+            else if (set && zero)
+                memset(hs, 0, nh);
+            if (c && set)
+                memcpy(cs, cu, nc);
+            else if (c)
+                memcpy(cu, cs, nc);
+            else if (set && zero && lstm)
+                memset(cs, 0, nc);
+        }
+}
+
 int frn_stream_cell(frn_stream *s, const void *x, const void *h, const void *c, void *out,
                     void *cout, int n_threads)
 {
-    const frn_plan *p = s->p;
-    const int L = p->d.num_layers, B = s->B, es = p->esz;
-    const int HO = p->h_out, H = p->d.hidden_size, lstm = p->d.cell == FRN_LSTM;
     s->cell = 1;
-    frn_table(p->isa)->stream_sync(s);
-    for (int l = 0; l < L; l++)
-        for (int b = 0; b < B; b++) {
-            char *hrow = (char *)s->h[2 * l + s->cur] + (size_t)b * p->ldh * es;
-            if (h)
-                memcpy(hrow, (const char *)h + ((size_t)l * B + b) * HO * es, (size_t)HO * es);
-            else
-                memset(hrow, 0, (size_t)HO * es);
-            if (!lstm) continue;
-            char *crow = (char *)s->c[l] + (size_t)b * p->ldh * es;
-            if (c)
-                memcpy(crow, (const char *)c + ((size_t)l * B + b) * H * es, (size_t)H * es);
-            else
-                memset(crow, 0, (size_t)H * es);
-        }
+    frn_table(s->p->isa)->stream_sync(s);
+    frn_stream_copy(s, (void *)h, (void *)c, 1, 1);
     const int rc = frn_stream_step(s, x, out, n_threads);
-    if (rc == FRN_OK && lstm && cout)
-        for (int l = 0; l < L; l++)
-            for (int b = 0; b < B; b++)
-                memcpy((char *)cout + ((size_t)l * B + b) * H * es,
-                       (const char *)s->c[l] + (size_t)b * p->ldh * es, (size_t)H * es);
+    if (rc == FRN_OK && cout) frn_stream_copy(s, NULL, cout, 0, 0);
     return rc;
 }
 
-/* Copy the carried state to (get) or from (set) h (L, B, h_out) and c (L, B, H). */
 int frn_stream_state(frn_stream *s, void *h, void *c, int set)
 {
-    const frn_plan *p = s->p;
-    const int L = p->d.num_layers, B = s->B, es = p->esz;
-    const int HO = p->h_out, H = p->d.hidden_size;
     /* the helpers may still be reading the state (eager products, engine.h) */
-    if (set) frn_table(p->isa)->stream_sync(s);
-    for (int l = 0; l < L; l++) {
-        char *hs = (char *)s->h[2 * l + s->cur];
-        char *cs = (char *)s->c[l];
-        for (int b = 0; b < B; b++) {
-            char *hrow = hs + (size_t)b * p->ldh * es;
-            char *hu = (char *)h + ((size_t)l * B + b) * HO * es;
-            if (set) {
-                memcpy(hrow, hu, (size_t)HO * es);
-            } else {
-                memcpy(hu, hrow, (size_t)HO * es);
-            }
-            if (c && p->d.cell == FRN_LSTM) {
-                char *crow = cs + (size_t)b * p->ldh * es;
-                char *cu = (char *)c + ((size_t)l * B + b) * H * es;
-                if (set)
-                    memcpy(crow, cu, (size_t)H * es);
-                else
-                    memcpy(cu, crow, (size_t)H * es);
-            }
-        }
-    }
+    if (set) frn_table(s->p->isa)->stream_sync(s);
+    frn_stream_copy(s, h, c, set, 0);
     return FRN_OK;
 }
 

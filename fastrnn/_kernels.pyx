@@ -303,6 +303,7 @@ cdef inline bint _overlap(object a, object b):
             pa < pb + cnp.PyArray_NBYTES(<cnp.ndarray>b))
 
 
+@cython.final  # (no subclasses: its cdef methods are direct calls, inlined)
 cdef class Stream:
     """The carried state of a unidirectional network stepping B sequences."""
 
@@ -359,9 +360,23 @@ cdef class Stream:
         setting (max_threads(), asked by the engine)."""
         return self._step(x, out, n_threads)
 
-    cdef object _step(self, object x, object out, int n_threads):
+    cdef int _step_ndim(self, object x):
+        """x's ndim (1 or 2) when it is a step input exactly as the engine reads it
+        (_fits), else 0."""
         cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>x) if cnp.PyArray_Check(x) else 0
         if nd < 1 or nd > 2 or not self._fits(x, nd, self.in_size, False):
+            return 0
+        return nd
+
+    cdef void _claim(self):
+        """Mark the stream busy (under the GIL): a step is about to run, or the stream
+        is retired."""
+        self.busy = True
+        self.busy_forks = frn_forks()
+
+    cdef object _step(self, object x, object out, int n_threads):
+        cdef int nd = self._step_ndim(x)
+        if nd == 0:
             return None
         cdef const char *px = <const char *>cnp.PyArray_DATA(<cnp.ndarray>x)
         if out is None:
@@ -371,8 +386,7 @@ cdef class Stream:
         cdef char *po = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
         cdef int rc
         self._idle(False)
-        self.busy = True
-        self.busy_forks = frn_forks()
+        self._claim()
         with nogil:
             rc = frn_stream_step(self.ptr, px, po, n_threads)
         self.busy = False
@@ -380,21 +394,20 @@ cdef class Stream:
             _check(rc)
         return out
 
-    def cell(self, x, h, c, bint lstm):
-        """One step of a one-layer cell from the state h (and c when lstm), or zeros
-        where None, if every array is exactly what the engine reads: x as for step;
-        h and c C-contiguous of the plan's dtype and the output's shape (B, H) or,
-        with x (I,), (H,). Returns (h', c') -- new arrays, c' None unless lstm -- or
-        None, without stepping, when an argument is not of that form or another
-        thread is stepping this stream: the caller then takes its general path."""
-        cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>x) if cnp.PyArray_Check(x) else 0
-        if nd < 1 or nd > 2 or not self._fits(x, nd, self.in_size, False):
+    def cell(self, x, h, c):
+        """One step of a one-layer cell from the state h (and c, for an LSTM plan), or
+        zeros where None, if every array is exactly what the engine reads: x as for
+        step; h and c of the output's shape, (B, H) or, with x (I,), (H,). Returns
+        (h', c') -- new arrays, c' None unless LSTM -- or None, without stepping,
+        when an argument is not of that form or another thread is stepping this
+        stream: the caller then takes its general path."""
+        cdef bint lstm = self.plan.lstm
+        cdef int nd = self._step_ndim(x)
+        if nd == 0 or self.busy or (lstm and (h is None) != (c is None)):
             return None
         if h is not None and not self._fits(h, nd, self.out_dims[1], False):
             return None
         if lstm and c is not None and not self._fits(c, nd, self.out_dims[1], False):
-            return None
-        if self.busy or (lstm and (h is None) != (c is None)):
             return None
         cdef cnp.npy_intp *dims = &self.out_dims[2 - nd]
         cdef cnp.ndarray hn = cnp.PyArray_EMPTY(nd, dims, self.typenum, 0)
@@ -405,8 +418,7 @@ cdef class Stream:
         cdef void *pho = cnp.PyArray_DATA(hn)
         cdef void *pco = NULL if cn is None else cnp.PyArray_DATA(cn)
         cdef int rc
-        self.busy = True
-        self.busy_forks = frn_forks()
+        self._claim()
         with nogil:
             rc = frn_stream_cell(self.ptr, px, ph, pc, pho, pco, 0)
         self.busy = False
@@ -446,8 +458,7 @@ cdef class Stream:
         self._idle(h is None)
         if h is not None:
             frn_stream_state(self.ptr, _ptr(h), _ptr(c), 0)
-        self.busy = True
-        self.busy_forks = frn_forks()
+        self._claim()
 
     def set_state(self, h, c):
         self._idle(False)

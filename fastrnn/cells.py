@@ -114,7 +114,7 @@ class _CellBase(v.Fixed):
             z = np.zeros(hshape, self.dtype)
             return z, z.copy()
         s = self._stream(B)
-        y = None if s is None else s.cell(x, h0, c0, self._layer.mode == "LSTM")
+        y = None if s is None else s.cell(x, h0, c0)
         if y is not None:
             return y
         hx = None if h0 is None else h0.reshape(1, B, self.hidden_size)
@@ -145,8 +145,26 @@ class _CellBase(v.Fixed):
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
 
 
-class RNNCell(_CellBase):
+class _HCell(_CellBase):
+    """A cell whose state is one array h (RNNCell, GRUCell)."""
+
+    _a_name = ""  # the class with its article, for messages
+
+    def __call__(self, x, hx=None):
+        s = self._last  # the common case first (_CellBase)
+        if s is not None and s.plan is self._layer._plan:
+            y = s.cell(x, hx, None)
+            if y is not None:
+                return y[0]
+        if isinstance(hx, tuple):
+            raise TypeError(f"hx of {self._a_name} is one array (B, hidden_size), got a tuple")
+        return self._step(x, hx, None, "hx")[0]
+
+
+class RNNCell(_HCell):
     """h' = act(W_ih x + b_ih + W_hh h + b_hh); call ``h' = cell(x, hx=None)``."""
+
+    _a_name = "an RNNCell"
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
                  dtype="float32", seed=None):
@@ -154,32 +172,14 @@ class RNNCell(_CellBase):
         self._init(RNN(input_size, hidden_size, 1, nonlinearity=nonlinearity, bias=bias,
                        dtype=dtype, seed=seed))
 
-    def __call__(self, x, hx=None):
-        s = self._last  # the common case first (_CellBase)
-        if s is not None and s.plan is self._layer._plan:
-            y = s.cell(x, hx, None, False)
-            if y is not None:
-                return y[0]
-        if isinstance(hx, tuple):
-            raise TypeError("hx of an RNNCell is one array (B, hidden_size), got a tuple")
-        return self._step(x, hx, None, "hx")[0]
 
-
-class GRUCell(_CellBase):
+class GRUCell(_HCell):
     """PyTorch's GRU cell (gate order r, z, n); call ``h' = cell(x, hx=None)``."""
+
+    _a_name = "a GRUCell"
 
     def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", seed=None):
         self._init(GRU(input_size, hidden_size, 1, bias=bias, dtype=dtype, seed=seed))
-
-    def __call__(self, x, hx=None):
-        s = self._last  # the common case first (_CellBase)
-        if s is not None and s.plan is self._layer._plan:
-            y = s.cell(x, hx, None, False)
-            if y is not None:
-                return y[0]
-        if isinstance(hx, tuple):
-            raise TypeError("hx of a GRUCell is one array (B, hidden_size), got a tuple")
-        return self._step(x, hx, None, "hx")[0]
 
 
 class LSTMCell(_CellBase):
@@ -192,9 +192,9 @@ class LSTMCell(_CellBase):
         s = self._last  # the common case first (_CellBase)
         if s is not None and s.plan is self._layer._plan:
             if hx is None:
-                y = s.cell(x, None, None, True)
+                y = s.cell(x, None, None)
             elif type(hx) is tuple and len(hx) == 2:
-                y = s.cell(x, hx[0], hx[1], True)
+                y = s.cell(x, hx[0], hx[1])
             else:
                 y = None
             if y is not None:

@@ -138,18 +138,16 @@ class Stream(_kernels.StreamFront):
     # -- stepping -----------------------------------------------------------
 
     # step(x, out=None) is StreamFront's (fastrnn/_kernels.pyx): the common case in
-    # one call from Python. Everything else comes here.
+    # one call from Python. Everything else comes here: new weights to follow, or x
+    # and out that are not already what the engine reads (C-contiguous arrays of the
+    # layer dtype and a step's shape), to be converted or refused.
 
     def _step_checked(self, x, out):
         if self._layer._plan is not self._plan:
             self._follow_layer()
-        # The engine takes x and out as they are when they are already C-contiguous
-        # arrays of the layer dtype and a step's shape; otherwise it steps nothing
-        # and returns None, and the step is validated -- x converted, or an error
-        # raised -- below.
-        y = self._c.step(x, out)  # on the calling thread's max_threads()
-        if y is not None:
-            return y
+            y = self._c.step(x, out)  # the common case, on the new engine stream
+            if y is not None:
+                return y
         x = v.numeric("x", x)  # converted once its shape is known to be right
         unbatched = x.ndim == 1
         if unbatched:
