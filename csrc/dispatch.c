@@ -739,6 +739,25 @@ int frn_batch_split_mode(void)
 
 void frn_set_max_threads(int n) { omp_set_num_threads(n); }
 
+/* Batch-1 weaving (layers/engine.h, weaves): measured to pay on AMD (Zen 4) and to
+   cost on Intel (a Sapphire Rapids-class Xeon), so chosen by the CPU's vendor
+   unless a test forces it. */
+static _Atomic int frn_weave_mode = -1;
+
+void frn_set_weave(int mode) { atomic_store(&frn_weave_mode, mode < 0 ? -1 : mode > 0); }
+
+int frn_weave_pays(void)
+{
+    const int mode = atomic_load_explicit(&frn_weave_mode, memory_order_relaxed);
+    if (mode >= 0) return mode;
+#ifdef FRN_HAVE_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd");
+#else
+    return 0;
+#endif
+}
+
 /* a test build's AVX-512 path runs on emulated intrinsics (setup.py): said here, so
    that fastrnn.config() and every bench or test header show it */
 #ifdef FRN_EMULATE_AVX512

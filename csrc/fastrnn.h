@@ -158,6 +158,11 @@ void frn_set_far(int far);
    (-1, the default; layers/engine.h, FRN_SPLIT_ROWS). */
 void frn_set_batch_split(int mode);
 int frn_batch_split_mode(void);
+/* Whether batch-1 layers weave their input projection into the recurrent tiles
+   where they can (layers/engine.h, weaves): by the CPU's vendor (mode -1, the
+   default), never (0) or always (1, tests: every path on every CPU). */
+void frn_set_weave(int mode);
+int frn_weave_pays(void);
 /* Tests: helpers join one step in four up to `ns` late (a helper the OS ran late). */
 void frn_set_helper_lag(int ns);
 /* Tests: streams made from now on start their phase numbers at k (sched.h). */

@@ -106,6 +106,8 @@ cdef extern from "fastrnn.h" nogil:
     void frn_set_helper_lag(int ns)
     void frn_set_stream_phase0(uint64_t k)
     void frn_set_batch_split(int mode)
+    void frn_set_weave(int mode)
+    int frn_weave_pays()
     int frn_openmp_enabled()
     int frn_max_threads()
     unsigned frn_forks()
@@ -705,6 +707,17 @@ def _set_batch_split(int mode):
     """Private: whole-sequence calls split batches over threads by hidden units (0),
     in groups of rows whenever they can (1), or where that was measured to pay (-1)."""
     frn_set_batch_split(mode)
+
+
+def _set_weave(int mode):
+    """Private: batch-1 calls weave the input projection into the recurrent steps
+    where they can (1), never (0), or as chosen for this CPU (-1)."""
+    frn_set_weave(mode)
+
+
+def _weaves():
+    """Private: whether batch-1 calls weave the projection where they can, now."""
+    return bool(frn_weave_pays())
 
 
 def _set_helper_lag(int ns):

@@ -26,6 +26,17 @@ def _cores_close():
     _kernels._set_far(-1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _weave_everywhere():
+    """Batch-1 calls weave their input projection into the recurrent steps wherever
+    they can, on any CPU: by default only AMD CPUs do (dispatch.c, frn_weave_pays),
+    and the woven kernels must be tested on every machine. Tests of the plain path
+    at batch 1 turn it off themselves (test_kernels, weave)."""
+    _kernels._set_weave(1)
+    yield
+    _kernels._set_weave(-1)
+
+
 @pytest.fixture(params=available_isas())
 def isa(request):
     """Run the test on one instruction-set path (each one this CPU and build have)."""

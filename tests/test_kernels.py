@@ -534,6 +534,32 @@ def test_bitwise_same_for_more_threads_than_cores(isa):
 
 
 @contextlib.contextmanager
+def weave(mode: int):
+    """Batch-1 weaving forced on (1), off (0) or by the CPU (-1); back on after (the
+    suite's setting, conftest._weave_everywhere)."""
+    _kernels._set_weave(mode)
+    try:
+        yield
+    finally:
+        _kernels._set_weave(1)
+
+
+def test_weaving_is_chosen_by_the_cpu_vendor():
+    """By default only AMD CPUs weave the projection into the recurrent steps
+    (measured to pay on Zen 4, to cost on an Intel Xeon: engine.h); forcing it
+    either way holds until it is set back."""
+    info = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    with weave(-1):
+        if "AuthenticAMD" in info:
+            assert _kernels._weaves()
+        elif "GenuineIntel" in info:
+            assert not _kernels._weaves()
+    with weave(0):
+        assert not _kernels._weaves()
+    assert _kernels._weaves()
+
+
+@contextlib.contextmanager
 def batch_split(mode: int):
     _kernels._set_batch_split(mode)
     try:
@@ -639,7 +665,9 @@ def test_bitwise_same_threads_bidirectional_past_apart_cutoff(isa):
 # shorter than T. A batch of 2 (no projection ahead) must give the same bits, and so
 # must 2, 3 and 4 threads, which weave the segments of the panels each one runs (3 and
 # 4 on two cores: shares that are late, so taken over by the others; with 4, each
-# direction of a bidirectional layer on a team of 2).
+# direction of a bidirectional layer on a team of 2), and so must the plain path with
+# weaving turned off (only AMD CPUs weave by default; the suite forces it on,
+# conftest._weave_everywhere).
 AHEAD_SIZES = [  # (hidden, input, T, num_layers, bidirectional, length)
     (130, 70, 53, 2, True, None),
     (128, 20, 40, 1, False, 33),
@@ -672,11 +700,18 @@ def test_projection_ahead_bitwise(variant, dtype, isa):
         for n in (3, 4):
             with threads(n):
                 more.append(run(layer, x, None, lengths))
+        with weave(0):
+            plain = run(layer, x, None, lengths)
+            with threads(2):
+                plain2 = run(layer, x, None, lengths)
         for i, name in enumerate(("out", "h_n", "c_n")):
             if got[i] is None:
                 continue
             assert np.array_equal(got[i][:, :1], pair[i][:, :1]), \
                 f"{variant} {dtype} {j}: {name} in a batch"
+            assert np.array_equal(got[i], plain[i]), f"{variant} {dtype} {j}: {name} plain"
+            assert np.array_equal(got[i], plain2[i]), \
+                f"{variant} {dtype} {j}: {name} plain, 2 threads"
             for n, other in zip((2, 3, 4), (two, *more)):
                 assert np.array_equal(got[i], other[i]), \
                     f"{variant} {dtype} {j}: {name} on {n} threads"

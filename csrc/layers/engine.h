@@ -488,6 +488,14 @@ static FN(phase) FN(project_phase)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t l
  * step, LSTM H=256 10.2 -> 9.0, LSTM H=512 35.4 -> 33.1, GRU H=256 7.97 -> 5.68,
  * GRU H=512 26.4 -> 23.2, GRU H=640 (4.7 MB) 40.7 -> 35.2; past 6 MB 14-17% slower
  * (LSTM H=768, GRU and LSTM H=1024), GRU H=896 the same: the same cutoff.
+ * On an Intel Xeon (Sapphire Rapids class: two 512-bit FMA units, 48 KB L1d, 2 MB
+ * L2) the woven loop was slower at every size (medians of 5 alternated runs, T=100,
+ * I=H, us a step, woven against projecting first): 1 thread LSTM H=64 0.95 / 0.91,
+ * H=256 16.3 / 13.8, H=512 124 / 115, GRU H=64 0.72 / 0.62, H=256 11.2 / 10.5, H=512
+ * 104 / 86.7; 2 threads LSTM H=256 9.86 / 8.38, H=512 60.8 / 40.3, GRU H=256 7.23 /
+ * 6.48, H=512 33.5 / 25.5. Its projection FMAs need a load of W_ih each (two rows
+ * share it) where the plain GEMM tile shares one across 6, and with W_hh's stream
+ * they take both load ports. So only AMD CPUs weave (frn_weave_pays, dispatch.c).
  */
 #ifndef FRN_AHEAD_MIN_WHH
 #define FRN_AHEAD_MIN_WHH (32.0 * 1024)
@@ -691,7 +699,8 @@ static int FN(weaves)(const FN(fwd) *F, int K, int nt)
     const int HO = P->h_out;
     const int nkb = (K + FRN_AHEAD_KB - 1) / FRN_AHEAD_KB;
     /* the woven kernel reads plain panels (split only on AVX2, which does not weave) */
-    return F->rows == 1 && F->q->T > 1 && nkb <= FRN_AHEAD_MAX_KB && P->np_x == P->np_h &&
+    return F->rows == 1 && F->q->T > 1 && nkb <= FRN_AHEAD_MAX_KB && frn_weave_pays() &&
+           P->np_x == P->np_h &&
            P->nv_x == P->nv_h && !P->sub_h && whh >= FRN_AHEAD_MIN_WHH &&
            whh <= FRN_AHEAD_MAX_WHH &&
            2 * K > HO && (nt > 1 || K < 3 * HO);
