@@ -648,13 +648,17 @@ static double frn_probe_roundtrip(void)
 }
 
 static _Atomic int64_t frn_probe_at = 0;  /* when the last probe started (0: never) */
-static _Atomic int frn_far = 0;            /* the last probe's verdict */
-static _Atomic int frn_far_forced = -1;    /* tests: 0 or 1 instead of probing */
+/* Verdicts: FRN_CLOSE, FRN_FAR, FRN_BETWEEN (the values of frn_set_far) */
+enum { FRN_CLOSE = 0, FRN_FAR = 1, FRN_BETWEEN = 2 };
+static _Atomic int frn_far = FRN_CLOSE;    /* the last probe's verdict */
+static _Atomic int frn_far_forced = -1;    /* tests: a verdict instead of probing */
 
 static double frn_probe_now(void)
 {
     const double ns = frn_probe_roundtrip();
-    if (ns > 0) atomic_store(&frn_far, ns > FRN_FAR_NS);
+    if (ns > 0)
+        atomic_store(&frn_far, ns > FRN_FAR_NS ? FRN_FAR : ns > FRN_MID_NS ? FRN_BETWEEN
+                                                                          : FRN_CLOSE);
     return ns;
 }
 
@@ -672,7 +676,7 @@ static int64_t frn_coarse_ns(void)
 #endif
 }
 
-static int frn_cores_far_apart(int probe)
+static int frn_cores_apart(int probe)
 {
     const int forced = atomic_load(&frn_far_forced);
     if (forced >= 0) return forced;
@@ -691,7 +695,7 @@ static int frn_cores_far_apart(int probe)
 int frn_split_uneven(int B, int groups)
 {
     const int most = (B + groups - 1) / groups; /* rows of the largest group */
-    return groups > 1 && 5.0 * most * groups >= 6.0 * B && !frn_cores_far_apart(1);
+    return groups > 1 && 5.0 * most * groups >= 6.0 * B && frn_cores_apart(1) != FRN_FAR;
 }
 
 int frn_useful_threads(double step_fma, double region_fma, int nt, int probe)
@@ -699,8 +703,18 @@ int frn_useful_threads(double step_fma, double region_fma, int nt, int probe)
     if (nt <= 1 || step_fma < FRN_STEP_FMA || (region_fma > 0 && region_fma < FRN_CALL_FMA))
         return 1;
     const double far_min = region_fma > 0 ? FRN_STEP_FMA_FAR : FRN_HELPER_FMA_FAR;
-    if (step_fma < far_min && frn_cores_far_apart(probe)) return 1;
+    if (step_fma >= far_min) return nt;
+    const int apart = frn_cores_apart(probe);
+    if (apart == FRN_FAR) return 1;
+    /* between: streams' helpers as when far apart, other steps from FRN_STEP_FMA_MID */
+    if (apart == FRN_BETWEEN && (region_fma <= 0 || step_fma < FRN_STEP_FMA_MID)) return 1;
     return nt;
+}
+
+int frn_spread_pays(double fma)
+{
+    if (fma < FRN_SPREAD_FMA) return 0;
+    return fma >= FRN_SPREAD_FMA_APART || frn_cores_apart(1) == FRN_CLOSE;
 }
 
 double frn_probe_cores(void)
@@ -709,7 +723,10 @@ double frn_probe_cores(void)
     return frn_probe_now();
 }
 
-void frn_set_far(int far) { atomic_store(&frn_far_forced, far < 0 ? -1 : far > 0); }
+void frn_set_far(int far)
+{
+    atomic_store(&frn_far_forced, far < 0 ? -1 : far > FRN_BETWEEN ? FRN_FAR : far);
+}
 
 int frn_openmp_enabled(void)
 {

@@ -145,12 +145,15 @@ double frn_core_roundtrip_ns(int iters);
 /* Tests: how many of nt threads a call uses for `step_fma` multiply-adds between
    hand-overs in a region of `region_fma` (dispatch.h); a probe of where the cores
    are, now (its round trip in ns, or -1 when it could not tell: the verdict stays);
-   the verdict forced (0 close, 1 far) or, far < 0, probed again. */
+   the verdict forced (0 close, 1 far, 2 between) or, far < 0, probed again. */
 int frn_useful_threads(double step_fma, double region_fma, int nt, int probe);
 /* Whether a batch of B rows in `groups` groups of rows (engine.h, split_groups)
    leaves the largest 1.2 times its share or more while the cores are close: its
    units are split instead. */
 int frn_split_uneven(int B, int groups);
+/* Whether a batch-1 projection of `fma` multiply-adds, of a layer stepping on one
+   thread, pays for more threads (dispatch.h, FRN_SPREAD_FMA). */
+int frn_spread_pays(double fma);
 double frn_probe_cores(void);
 void frn_set_far(int far);
 /* Tests and benchmarks: how whole-sequence calls split a batch over threads -- by

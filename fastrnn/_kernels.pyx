@@ -102,6 +102,7 @@ cdef extern from "fastrnn.h" nogil:
     int frn_useful_threads(double step_fma, double region_fma, int nt, int probe)
     double frn_probe_cores()
     void frn_set_far(int far)
+    int frn_spread_pays(double fma)
     int frn_split_uneven(int B, int groups)
     void frn_set_helper_lag(int ns)
     void frn_set_stream_phase0(uint64_t k)
@@ -691,9 +692,15 @@ def _probe_cores():
 
 
 def _set_far(int far):
-    """Private: the cores taken as far apart (1) or close (0) instead of probed; -1
-    probes again."""
+    """Private: the cores taken as far apart (1), close (0) or between (2) instead of
+    probed; -1 probes again."""
     frn_set_far(far)
+
+
+def _spread_pays(double fma):
+    """Private: whether a batch-1 projection of `fma` multiply-adds, of a layer that
+    steps on one thread, goes to more threads (probes where the cores are when due)."""
+    return bool(frn_spread_pays(fma))
 
 
 def _split_uneven(int B, int groups):

@@ -170,6 +170,14 @@ def test_small_steps_keep_one_thread_while_the_cores_are_far_apart():
         # a stream's step on its helpers (no region of its own) from 64k
         assert _kernels._useful_threads(65535, 0, 2) == 1
         assert _kernels._useful_threads(65536, 0, 2) == 2
+        # between close and far (dispatch.h, FRN_MID_NS): steps from 32k, streams'
+        # helpers as when far apart
+        _kernels._set_far(2)
+        assert _kernels._useful_threads(32767, 1 << 24, 2) == 1
+        assert _kernels._useful_threads(32768, 1 << 24, 2) == 2
+        assert _kernels._useful_threads(16384, 0, 2) == 1
+        assert _kernels._useful_threads(65535, 0, 2) == 1
+        assert _kernels._useful_threads(65536, 0, 2) == 2
         # the same bits whichever count the rule picks
         layer = fastrnn.LSTM(64, 64, seed=3)
         x = np.random.default_rng(0).standard_normal((20, 1, 64)).astype(np.float32)
@@ -179,6 +187,30 @@ def test_small_steps_keep_one_thread_while_the_cores_are_far_apart():
         close = layer(x)[0]
         fastrnn.set_num_threads(1)
         assert np.array_equal(far, close) and np.array_equal(layer(x)[0], close)
+    finally:
+        _kernels._set_far(0)
+        fastrnn.set_num_threads(1)
+
+
+def test_a_projection_spreads_over_threads_from_1m_fma_or_4m_apart():
+    """A batch-1 layer that steps on one thread projects its input on more from 1M
+    multiply-adds while the cores are close, from 4M while they are further apart
+    (between or far: the rows of XP the other core writes cross back); the same bits
+    either way."""
+    try:
+        _kernels._set_far(0)
+        assert not _kernels._spread_pays((1 << 20) - 1) and _kernels._spread_pays(1 << 20)
+        for far in (1, 2):
+            _kernels._set_far(far)
+            assert not _kernels._spread_pays((4 << 20) - 1) and _kernels._spread_pays(4 << 20)
+        layer = fastrnn.GRU(128, 32, seed=2)  # 1.2M multiply-adds of projection
+        x = np.random.default_rng(2).standard_normal((100, 1, 128)).astype(np.float32)
+        fastrnn.set_num_threads(2)
+        apart = layer(x)[0]
+        _kernels._set_far(0)
+        close = layer(x)[0]
+        fastrnn.set_num_threads(1)
+        assert np.array_equal(apart, close) and np.array_equal(layer(x)[0], close)
     finally:
         _kernels._set_far(0)
         fastrnn.set_num_threads(1)
@@ -196,8 +228,10 @@ def test_probe_of_where_the_cores_are():
             return
         assert ns == -1.0 or 0 < ns < 1e6
         if ns > 0:
-            far = ns > 220
+            far, between = ns > 220, 115 < ns <= 220
             assert _kernels._useful_threads(65536, 1 << 24, 2, False) == (1 if far else 2)
+            assert _kernels._useful_threads(20000, 1 << 24, 2, False) == (
+                1 if far or between else 2)
     finally:
         _kernels._set_far(0)
 

@@ -539,9 +539,6 @@ typedef struct {
     FRN_T *xp, *h0, *h1, *c, *m, *z;
 } FN(fwd);
 
-/* A chunk's projection goes to more threads than its layer steps on from this many
-   multiply-adds (project_chunk): LSTM I=40 H=32, T=100 (512k) gained nothing. */
-#define FRN_SPREAD_FMA (1024.0 * 1024.0)
 
 /*
  * Gather the input rows of steps [s0, s1) (iteration order) into contiguous rows
@@ -551,7 +548,8 @@ typedef struct {
  * still have a large projection, from a wide input. 2 threads, batch 1, T=100,
  * medians of 6 alternated runs, us a step: LSTM I=512 H=32 1.40 -> 1.05, GRU I=512
  * H=64 2.29 -> 1.65, GRU I=512 H=32 1.07 -> 0.86, GRU I=256 H=64 1.40 -> 1.10, GRU
- * I=128 H=32 0.40 -> 0.36.
+ * I=128 H=32 0.40 -> 0.36 (Zen 3, the cores close; further apart it takes a larger
+ * projection: dispatch.h, frn_spread_pays).
  */
 static void FN(project_chunk)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *src,
                               ptrdiff_t st, ptrdiff_t sb, int K, int s0, int s1, FRN_T *xp,
@@ -584,7 +582,7 @@ static void FN(project_chunk)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
     Cx.xp = xp;
     const FN(phase) ph = FN(project_phase)(&Cx, F->a, F->lda_a, rows);
     const double fma = (double)rows * K * ph.np * ph.nv * VL; /* xw may be padded */
-    if (!tm && spread && F->proj_nt > 1 && fma >= FRN_SPREAD_FMA)
+    if (!tm && spread && F->proj_nt > 1 && frn_spread_pays(fma))
         FN(run_team)(&ph, frn_useful_threads(fma, fma, F->proj_nt, 1));
     else
         FN(run_phase)(&ph, &Cx, NULL, 0, tm, 0);
