@@ -35,6 +35,12 @@
 #ifndef FRN_TILE_LOAD_REG
 #define FRN_TILE_LOAD_REG 0
 #endif
+/* The k loop unrolled this many times (an ISA's step_*.c may set it) */
+#ifndef FRN_TILE_UNROLL_K
+#define FRN_TILE_UNROLL_K 1
+#endif
+#define FRN_PRAGMA_(x) _Pragma(#x)
+#define FRN_UNROLL(n) FRN_PRAGMA_(GCC unroll n)
 
 #define FRN_TILE_DEF(MR, NP, NV) FRN_TILE_DEF_S(MR, NP, NV, NV, NV, tile_##MR##_##NP##_##NV)
 /* Vector v of panel p at reduction step k is read at b + p*bs + (v/SV)*K*SV*VL +
@@ -49,7 +55,7 @@
         _Pragma("GCC unroll 32") for (int r = 0; r < MR; r++)                          \
             _Pragma("GCC unroll 32") for (int j = 0; j < NP * NV; j++)                 \
                 acc[r][j] = V(zero)();                                                 \
-        for (int k = 0; k < K; k++) {                                                  \
+        FRN_UNROLL(FRN_TILE_UNROLL_K) for (int k = 0; k < K; k++) {                    \
             VT bk[NP * NV];                                                            \
             _Pragma("GCC unroll 32") for (int p = 0; p < NP; p++)                      \
                 _Pragma("GCC unroll 32") for (int v = 0; v < NV; v++) {                \

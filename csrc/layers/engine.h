@@ -471,7 +471,9 @@ static FN(phase) FN(project_phase)(const FN(ctx) *C, const FRN_T *a, ptrdiff_t l
 
 /* Streams step on their own helper threads below this many multiply-adds a step
    (LSTM H=256 at batch 1 is 0.5 M), in an OpenMP region from it on (stream_step). */
+#ifndef FRN_STREAM_OMP_FMA
 #define FRN_STREAM_OMP_FMA (1024.0 * 1024.0)
+#endif
 
 /*
  * Batch-1 calls weave the input projection into the recurrent tiles (run_dir_ahead)
