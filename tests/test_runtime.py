@@ -151,11 +151,23 @@ def test_both_directions_run_when_openmp_gives_fewer_threads():
     assert last_json(run_code(code, env={"OMP_THREAD_LIMIT": "1"})) == [True] * 4
 
 
+def assert_same_bits_apart_and_close(layer, x):
+    """layer(x) on 2 threads with the cores placed as set now, then as close, then
+    on 1 thread: the same bits (the thread count the rules pick never shows)."""
+    fastrnn.set_num_threads(2)
+    apart = layer(x)[0]
+    _kernels._set_far(0)
+    close = layer(x)[0]
+    fastrnn.set_num_threads(1)
+    assert np.array_equal(apart, close) and np.array_equal(layer(x)[0], close)
+
+
 def test_small_steps_keep_one_thread_while_the_cores_are_far_apart():
     """Steps under 16k multiply-adds keep one thread; while the cores are far apart
     (a VM's host put them on different core complexes), steps under 128k too, and
-    stream steps on helper threads under 64k; a call under 64k opens no OpenMP
-    region for threads either way."""
+    stream steps on helper threads under 64k; between close and far, steps under 32k
+    and stream steps under 64k; a call under 64k opens no OpenMP region for threads
+    either way."""
     try:
         _kernels._set_far(0)
         assert _kernels._useful_threads(16384, 0, 2) == 2
@@ -179,14 +191,10 @@ def test_small_steps_keep_one_thread_while_the_cores_are_far_apart():
         assert _kernels._useful_threads(65535, 0, 2) == 1
         assert _kernels._useful_threads(65536, 0, 2) == 2
         # the same bits whichever count the rule picks
+        _kernels._set_far(1)
         layer = fastrnn.LSTM(64, 64, seed=3)
-        x = np.random.default_rng(0).standard_normal((20, 1, 64)).astype(np.float32)
-        fastrnn.set_num_threads(2)
-        far = layer(x)[0]
-        _kernels._set_far(0)
-        close = layer(x)[0]
-        fastrnn.set_num_threads(1)
-        assert np.array_equal(far, close) and np.array_equal(layer(x)[0], close)
+        assert_same_bits_apart_and_close(layer, np.random.default_rng(0).standard_normal(
+            (20, 1, 64)).astype(np.float32))
     finally:
         _kernels._set_far(0)
         fastrnn.set_num_threads(1)
@@ -204,13 +212,8 @@ def test_a_projection_spreads_over_threads_from_1m_fma_or_4m_apart():
             _kernels._set_far(far)
             assert not _kernels._spread_pays((4 << 20) - 1) and _kernels._spread_pays(4 << 20)
         layer = fastrnn.GRU(128, 32, seed=2)  # 1.2M multiply-adds of projection
-        x = np.random.default_rng(2).standard_normal((100, 1, 128)).astype(np.float32)
-        fastrnn.set_num_threads(2)
-        apart = layer(x)[0]
-        _kernels._set_far(0)
-        close = layer(x)[0]
-        fastrnn.set_num_threads(1)
-        assert np.array_equal(apart, close) and np.array_equal(layer(x)[0], close)
+        assert_same_bits_apart_and_close(layer, np.random.default_rng(2).standard_normal(
+            (100, 1, 128)).astype(np.float32))
     finally:
         _kernels._set_far(0)
         fastrnn.set_num_threads(1)
