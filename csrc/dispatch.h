@@ -49,7 +49,7 @@ typedef struct {
  * Between the two: a round trip over FRN_MID_NS but not past FRN_FAR_NS, as on an
  * Intel Xeon VM (Sapphire Rapids class; its probe reads 135-155 ns where the Zen 4
  * VM's close cores read 56-103). There, 2 threads against 1 (medians of 5
- * alternated runs, batch 1, T=100, us a step): LSTM H=64 (16k) 1.05-1.10 / 0.93,
+ * alternated runs, batch 1, T=100, us a step): LSTM H=64 (16k) 1.08-1.16 / 0.90-0.94,
  * H=80 (26k) 1.45-1.49 / 1.39, GRU H=96 (28k) 1.55-1.59 / 1.41-1.43, but LSTM H=96
  * (37k) 1.82-1.91 / 2.03-2.05 and GRU H=112 (38k) 1.71-1.75 / 1.89-1.92: steps
  * pay from FRN_STEP_FMA_MID. Streams on their helpers as when far apart: GRU H=96
@@ -72,7 +72,7 @@ typedef struct {
  * FRN_SPREAD_FMA_APART: the XP rows the other core writes come back to this one
  * across the cores, for every K multiply-adds it took over. On the Intel Xeon VM
  * (between, above), batch 1, T=100, medians of 5 alternated runs, us a step, 2
- * threads against 1: GRU I=64 H=64 (1.2M) 0.74 / 0.62, I=128 H=64 (2.5M) 0.83-0.85
+ * threads against 1: GRU I=64 H=64 (1.2M) 0.74-0.75 / 0.61-0.64, I=128 H=64 (2.5M) 0.83-0.85
  * / 0.77-0.79, GRU I=128 H=32 (1.2M) 0.49-0.50 / 0.36-0.38, but I=256 H=64 (4.9M)
  * 1.10-1.12 / 1.14-1.18, I=512 H=64 (9.8M) 1.52-1.59 / 1.80-1.83, LSTM I=512 H=32
  * (6.5M) 1.08-1.09 / 1.16-1.21.
