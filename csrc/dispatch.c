@@ -756,24 +756,32 @@ int frn_batch_split_mode(void)
 
 void frn_set_max_threads(int n) { omp_set_num_threads(n); }
 
-/* Batch-1 weaving (layers/engine.h, weaves): measured to pay on AMD (Zen 4) and to
-   cost on Intel (a Sapphire Rapids-class Xeon), so chosen by the CPU's vendor
-   unless a test forces it. */
-static _Atomic int frn_weave_mode = -1;
+/* Paths measured to pay on one CPU vendor's cores and not (or not yet) on the
+   other's, unless a test forces them: batch-1 weaving (layers/engine.h, weaves),
+   faster on AMD (Zen 4) and slower on Intel (a Sapphire Rapids-class Xeon); the row
+   tiles' next-panel prefetch (engine.h, run_panel_rows), measured on that Xeon. */
+static _Atomic int frn_weave_mode = -1, frn_pf_mode = -1;
 
 void frn_set_weave(int mode) { atomic_store(&frn_weave_mode, mode < 0 ? -1 : mode > 0); }
 
-int frn_weave_pays(void)
+void frn_set_prefetch_next(int mode) { atomic_store(&frn_pf_mode, mode < 0 ? -1 : mode > 0); }
+
+static int frn_by_vendor(_Atomic int *forced, int amd)
 {
-    const int mode = atomic_load_explicit(&frn_weave_mode, memory_order_relaxed);
+    const int mode = atomic_load_explicit(forced, memory_order_relaxed);
     if (mode >= 0) return mode;
 #ifdef FRN_HAVE_X86
     __builtin_cpu_init();
-    return __builtin_cpu_is("amd");
+    return amd ? __builtin_cpu_is("amd") : __builtin_cpu_is("intel");
 #else
+    (void)amd;
     return 0;
 #endif
 }
+
+int frn_weave_pays(void) { return frn_by_vendor(&frn_weave_mode, 1); }
+
+int frn_prefetch_next_pays(void) { return frn_by_vendor(&frn_pf_mode, 0); }
 
 /* a test build's AVX-512 path runs on emulated intrinsics (setup.py): said here, so
    that fastrnn.config() and every bench or test header show it */

@@ -166,6 +166,11 @@ int frn_batch_split_mode(void);
    default), never (0) or always (1, tests: every path on every CPU). */
 void frn_set_weave(int mode);
 int frn_weave_pays(void);
+/* Whether row tiles ask for the next panel of large weights ahead (layers/engine.h,
+   run_panel_rows; AVX-512): on Intel CPUs (mode -1, the default), never (0) or
+   always (1, tests). */
+void frn_set_prefetch_next(int mode);
+int frn_prefetch_next_pays(void);
 /* Tests: helpers join one step in four up to `ns` late (a helper the OS ran late). */
 void frn_set_helper_lag(int ns);
 /* Tests: streams made from now on start their phase numbers at k (sched.h). */

@@ -109,6 +109,8 @@ cdef extern from "fastrnn.h" nogil:
     void frn_set_batch_split(int mode)
     void frn_set_weave(int mode)
     int frn_weave_pays()
+    void frn_set_prefetch_next(int mode)
+    int frn_prefetch_next_pays()
     int frn_openmp_enabled()
     int frn_max_threads()
     unsigned frn_forks()
@@ -725,6 +727,17 @@ def _set_weave(int mode):
 def _weaves():
     """Private: whether batch-1 calls weave the projection where they can, now."""
     return bool(frn_weave_pays())
+
+
+def _set_prefetch_next(int mode):
+    """Private: row tiles of large weights ask for the next panel ahead (AVX-512 only)
+    always (1), never (0), or as chosen for this CPU (-1)."""
+    frn_set_prefetch_next(mode)
+
+
+def _prefetches_next():
+    """Private: whether row tiles ask for the next panel ahead where they can, now."""
+    return bool(frn_prefetch_next_pays())
 
 
 def _set_helper_lag(int ns):

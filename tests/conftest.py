@@ -27,14 +27,18 @@ def _cores_close():
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _weave_everywhere():
+def _vendor_paths_everywhere():
     """Batch-1 calls weave their input projection into the recurrent steps wherever
-    they can, on any CPU: by default only AMD CPUs do (dispatch.c, frn_weave_pays),
-    and the woven kernels must be tested on every machine. Tests of the plain path
-    at batch 1 turn it off themselves (test_kernels, weave)."""
+    they can, and AVX-512 row tiles of large weights ask for the next panel ahead,
+    on any CPU: by default only AMD CPUs weave and only Intel CPUs prefetch
+    (dispatch.c, frn_weave_pays, frn_prefetch_next_pays), and every kernel must be
+    tested on every machine. Tests of the other paths turn them off themselves
+    (test_kernels, weave and prefetch_next)."""
     _kernels._set_weave(1)
+    _kernels._set_prefetch_next(1)
     yield
     _kernels._set_weave(-1)
+    _kernels._set_prefetch_next(-1)
 
 
 @pytest.fixture(params=available_isas())

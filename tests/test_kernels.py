@@ -208,6 +208,14 @@ def make_inputs(layer, cfg: dict, seed: int = 1):
     return x, hx, lengths
 
 
+def assert_same_runs(runs, msg: str, equal_nan: bool = False):
+    """Every run's (out, h_n, c_n) bitwise the first's."""
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            if a is not None:
+                assert np.array_equal(a, b, equal_nan=equal_nan), msg
+
+
 def run(layer, x, hx=None, lengths=None):
     """(out, h_n, c_n or None) from the engine."""
     out, state = layer(x, hx, lengths=lengths)
@@ -508,11 +516,8 @@ def test_bitwise_same_for_1_and_2_threads(variant, dtype, isa):
             with threads(n):
                 assert fastrnn.get_num_threads() == n
                 results.append(run(layer, x, hx, lengths))
-        for other in results[1:]:
-            for a, b in zip(results[0], other):
-                if a is not None:
-                    assert np.array_equal(a, b, equal_nan=True), \
-                        f"H={H} B={B}: results differ between thread counts"
+        assert_same_runs(results, f"H={H} B={B}: results differ between thread counts",
+                         equal_nan=True)
 
 
 def test_bitwise_same_for_more_threads_than_cores(isa):
@@ -527,36 +532,71 @@ def test_bitwise_same_for_more_threads_than_cores(isa):
             for n in (1, 3, 4):
                 with threads(n):
                     results.append(run(layer, x, hx, lengths))
-            for other in results[1:]:
-                for a, b in zip(results[0], other):
-                    if a is not None:
-                        assert np.array_equal(a, b), f"{variant} {dtype}: 3-4 threads differ"
+            assert_same_runs(results, f"{variant} {dtype}: 3-4 threads differ")
 
 
 @contextlib.contextmanager
-def weave(mode: int):
-    """Batch-1 weaving forced on (1), off (0) or by the CPU (-1); back on after (the
-    suite's setting, conftest._weave_everywhere)."""
-    _kernels._set_weave(mode)
+def forced(setter, mode: int):
+    """A path chosen by the CPU's vendor forced on (1), off (0) or left to the CPU
+    (-1) for the block, then on again (the suite's setting,
+    conftest._vendor_paths_everywhere)."""
+    setter(mode)
     try:
         yield
     finally:
-        _kernels._set_weave(1)
+        setter(1)
 
 
-def test_weaving_is_chosen_by_the_cpu_vendor():
+def weave(mode: int):
+    """Batch-1 weaving of the projection (engine.h, weaves)."""
+    return forced(_kernels._set_weave, mode)
+
+
+def prefetch_next(mode: int):
+    """The next-panel prefetch of row tiles (engine.h, run_panel_rows)."""
+    return forced(_kernels._set_prefetch_next, mode)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_next_panel_prefetch_keeps_the_bits(variant, dtype, isa):
+    """AVX-512 row tiles of weights of 1 MB or more ask for the next panel ahead
+    (engine.h, run_panel_rows; by default on Intel CPUs): the same bits with it
+    forced on or off, at batches of 2 to 5 row tiles a panel, with lengths (both
+    directions: the panels run backwards every other step), on 1 and 2 threads.
+    W_hh of every variant here is past 1 MB in float32 (LSTM 4 x 260^2 values, GRU
+    and RNN panels of 3 and 4 vectors)."""
+    cfg = dict(hidden=260, input=40, num_layers=1, bidirectional=True, bias=True,
+               batch_first=False)
+    layer = make_layer(variant, cfg, dtype, seed=5)
+    rng = np.random.default_rng(5)
+    for B in (9, 16, 25):
+        x = rng.standard_normal((6, B, 40)).astype(dtype)
+        lengths = np.arange(B) % 6 + 1
+        runs = []
+        for mode in (1, 0):
+            with prefetch_next(mode):
+                for n in (1, 2):
+                    with threads(n):
+                        runs.append(run(layer, x, None, lengths))
+        assert_same_runs(runs, f"{variant} {dtype} B={B}")
+
+
+def test_vendor_paths_are_chosen_by_the_cpu_vendor():
     """By default only AMD CPUs weave the projection into the recurrent steps
-    (measured to pay on Zen 4, to cost on an Intel Xeon: engine.h); forcing it
-    either way holds until it is set back."""
+    (measured to pay on Zen 4, to cost on an Intel Xeon) and only Intel CPUs ask for
+    the next panel ahead (measured on the Xeon; engine.h); forcing either holds until
+    it is set back."""
     info = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    with weave(-1):
-        if "AuthenticAMD" in info:
-            assert _kernels._weaves()
-        elif "GenuineIntel" in info:
-            assert not _kernels._weaves()
-    with weave(0):
-        assert not _kernels._weaves()
-    assert _kernels._weaves()
+    amd, intel = "AuthenticAMD" in info, "GenuineIntel" in info
+    for ctx, query, default in ((weave, _kernels._weaves, amd),
+                                (prefetch_next, _kernels._prefetches_next, intel)):
+        with ctx(-1):
+            if amd or intel:
+                assert query() == default
+        with ctx(0):
+            assert not query()
+        assert query()
 
 
 @contextlib.contextmanager
@@ -667,7 +707,7 @@ def test_bitwise_same_threads_bidirectional_past_apart_cutoff(isa):
 # 4 on two cores: shares that are late, so taken over by the others; with 4, each
 # direction of a bidirectional layer on a team of 2), and so must the plain path with
 # weaving turned off (only AMD CPUs weave by default; the suite forces it on,
-# conftest._weave_everywhere).
+# conftest._vendor_paths_everywhere).
 AHEAD_SIZES = [  # (hidden, input, T, num_layers, bidirectional, length)
     (130, 70, 53, 2, True, None),
     (128, 20, 40, 1, False, 33),

@@ -15,4 +15,6 @@
    (0.98-1.03x). Four times: the same as twice. A 6 x 4 tile alone over panels in L2
    (K=256, 96 rows): 162 -> 175 GFLOP/s. */
 #define FRN_TILE_UNROLL_K 2
+/* row tiles ask for the next panel into L2 (layers/engine.h, run_panel_rows) */
+#define FRN_TILE_PF_NEXT 1
 #include "template.h"

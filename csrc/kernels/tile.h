@@ -35,6 +35,11 @@
 #ifndef FRN_TILE_LOAD_REG
 #define FRN_TILE_LOAD_REG 0
 #endif
+/* Row tiles that ask for the next panel ahead (tile_pf; layers/engine.h,
+   run_panel_rows): an ISA's step_*.c sets this where it was measured to pay */
+#ifndef FRN_TILE_PF_NEXT
+#define FRN_TILE_PF_NEXT 0
+#endif
 /* The k loop unrolled this many times (an ISA's step_*.c may set it) */
 #ifndef FRN_TILE_UNROLL_K
 #define FRN_TILE_UNROLL_K 1
@@ -43,19 +48,27 @@
 #define FRN_UNROLL(n) FRN_PRAGMA_(GCC unroll n)
 
 #define FRN_TILE_DEF(MR, NP, NV) FRN_TILE_DEF_S(MR, NP, NV, NV, NV, tile_##MR##_##NP##_##NV)
+/* the same tile asking for pfn cache lines from pf on at each reduction step (run_pf) */
+#define FRN_TILE_DEF_PF(MR, NV) FRN_TILE_DEF_X(MR, 1, NV, NV, NV, tile_##MR##_1_##NV##_pf, 1)
 /* Vector v of panel p at reduction step k is read at b + p*bs + (v/SV)*K*SV*VL +
    k*SV*VL + (v%SV)*VL, and its result goes to c + r*ldc + (p*OW + v)*VL: SV = OW =
    NV for plain panels; split ones below. */
-#define FRN_TILE_DEF_S(MR, NP, NV, SV, OW, NAME)                                       \
+#define FRN_TILE_DEF_S(MR, NP, NV, SV, OW, NAME) FRN_TILE_DEF_X(MR, NP, NV, SV, OW, NAME, 0)
+#define FRN_TILE_DEF_X(MR, NP, NV, SV, OW, NAME, PF)                                   \
     static inline __attribute__((always_inline)) void FN(NAME)(                        \
         int K, const FRN_T *restrict a, ptrdiff_t lda, const FRN_T *restrict b,        \
-        ptrdiff_t bs, FRN_T *restrict c, ptrdiff_t ldc, const FRN_T *restrict bias)    \
+        ptrdiff_t bs, FRN_T *restrict c, ptrdiff_t ldc, const FRN_T *restrict bias,    \
+        const char *pf, int pfn)                                                       \
     {                                                                                  \
         VT acc[MR][NP * NV];                                                           \
         _Pragma("GCC unroll 32") for (int r = 0; r < MR; r++)                          \
             _Pragma("GCC unroll 32") for (int j = 0; j < NP * NV; j++)                 \
                 acc[r][j] = V(zero)();                                                 \
         FRN_UNROLL(FRN_TILE_UNROLL_K) for (int k = 0; k < K; k++) {                    \
+            if (PF) {                                                                  \
+                __builtin_prefetch(pf + (ptrdiff_t)k * pfn * 64, 0, 2);                \
+                if (pfn > 1) __builtin_prefetch(pf + ((ptrdiff_t)k * pfn + 1) * 64, 0, 2); \
+            }                                                                          \
             VT bk[NP * NV];                                                            \
             _Pragma("GCC unroll 32") for (int p = 0; p < NP; p++)                      \
                 _Pragma("GCC unroll 32") for (int v = 0; v < NV; v++) {                \
@@ -140,16 +153,16 @@ static inline void FN(tile_sub)(int mr, int np, int K, const FRN_T *a, ptrdiff_t
     const FRN_T *b1 = b + (ptrdiff_t)K * 2 * VL, *bias1 = bias ? bias + 2 * VL : NULL;
 #define FRN_TILE_HALVES(MR, NP)                                                        \
     case (MR) * 10 + (NP):                                                             \
-        FN(tile_##MR##_##NP##_h)(K, a, lda, b, bs, c, ldc, bias);                      \
-        FN(tile_##MR##_##NP##_h)(K, a, lda, b1, bs, c + 2 * VL, ldc, bias1);           \
+        FN(tile_##MR##_##NP##_h)(K, a, lda, b, bs, c, ldc, bias, NULL, 0);             \
+        FN(tile_##MR##_##NP##_h)(K, a, lda, b1, bs, c + 2 * VL, ldc, bias1, NULL, 0);  \
         return;
     switch (mr * 10 + np) {
-    case 11: FN(tile_1_1_4s)(K, a, lda, b, bs, c, ldc, bias); return;
-    case 12: FN(tile_1_2_4s)(K, a, lda, b, bs, c, ldc, bias); return;
+    case 11: FN(tile_1_1_4s)(K, a, lda, b, bs, c, ldc, bias, NULL, 0); return;
+    case 12: FN(tile_1_2_4s)(K, a, lda, b, bs, c, ldc, bias, NULL, 0); return;
         FRN_TILE_HALVES(1, 3)
         FRN_TILE_HALVES(1, 4)
-    case 21: FN(tile_2_1_4s)(K, a, lda, b, bs, c, ldc, bias); return;
-    case 31: FN(tile_3_1_4s)(K, a, lda, b, bs, c, ldc, bias); return;
+    case 21: FN(tile_2_1_4s)(K, a, lda, b, bs, c, ldc, bias, NULL, 0); return;
+    case 31: FN(tile_3_1_4s)(K, a, lda, b, bs, c, ldc, bias, NULL, 0); return;
         FRN_TILE_HALVES(4, 1)
         FRN_TILE_HALVES(5, 1)
         FRN_TILE_HALVES(6, 1)
@@ -169,7 +182,7 @@ static inline void FN(tile)(int nv, int mr, int np, int K, const FRN_T *a, ptrdi
 {
 #define FRN_TILE_CASE(MR, NP, NV)                                                      \
     case (MR) * 100 + (NP) * 10 + (NV):                                                \
-        FN(tile_##MR##_##NP##_##NV)(K, a, lda, b, bs, c, ldc, bias);                   \
+        FN(tile_##MR##_##NP##_##NV)(K, a, lda, b, bs, c, ldc, bias, NULL, 0);          \
         return;
     switch (mr * 100 + np * 10 + nv) {
         FRN_TILE_CASE(1, 1, 3)
@@ -201,6 +214,50 @@ static inline void FN(tile)(int nv, int mr, int np, int K, const FRN_T *a, ptrdi
     }
 #undef FRN_TILE_CASE
 }
+
+/*
+ * Row tiles that also ask for pfn (1 or 2) cache lines of a later panel into L2 at
+ * each reduction step, from pf on (layers/engine.h, run_panel_rows): mr 2..FRN_MR_MAX.
+ */
+#if FRN_TILE_PF_NEXT
+FRN_TILE_DEF_PF(2, 3)
+FRN_TILE_DEF_PF(3, 3)
+FRN_TILE_DEF_PF(4, 3)
+FRN_TILE_DEF_PF(5, 3)
+FRN_TILE_DEF_PF(6, 3)
+FRN_TILE_DEF_PF(7, 3)
+FRN_TILE_DEF_PF(8, 3)
+FRN_TILE_DEF_PF(2, 4)
+FRN_TILE_DEF_PF(3, 4)
+FRN_TILE_DEF_PF(4, 4)
+FRN_TILE_DEF_PF(5, 4)
+FRN_TILE_DEF_PF(6, 4)
+static inline void FN(tile_pf)(int nv, int mr, int K, const FRN_T *a, ptrdiff_t lda,
+                               const FRN_T *b, FRN_T *c, ptrdiff_t ldc, const char *pf, int pfn)
+{
+#define FRN_TILE_CASE_PF(MR, NV)                                                       \
+    case (MR) * 10 + (NV):                                                             \
+        FN(tile_##MR##_1_##NV##_pf)(K, a, lda, b, 0, c, ldc, NULL, pf, pfn);           \
+        return;
+    switch (mr * 10 + nv) {
+        FRN_TILE_CASE_PF(2, 3)
+        FRN_TILE_CASE_PF(3, 3)
+        FRN_TILE_CASE_PF(4, 3)
+        FRN_TILE_CASE_PF(5, 3)
+        FRN_TILE_CASE_PF(6, 3)
+        FRN_TILE_CASE_PF(7, 3)
+        FRN_TILE_CASE_PF(8, 3)
+        FRN_TILE_CASE_PF(2, 4)
+        FRN_TILE_CASE_PF(3, 4)
+        FRN_TILE_CASE_PF(4, 4)
+        FRN_TILE_CASE_PF(5, 4)
+        FRN_TILE_CASE_PF(6, 4)
+    default:
+        return; /* unreachable: run_panel_rows passes row tiles of 2..FRN_MR_MAX rows */
+    }
+#undef FRN_TILE_CASE_PF
+}
+#endif
 
 /*
  * Projection ahead (batch 1; layers/engine.h, run_dir_ahead). One panel of the

@@ -237,18 +237,50 @@ static inline void FN(prefetch_epi)(const FN(phase) *ph, const FN(ctx) *C, int r
    thread, LSTM H=128 and 512 at batch 64 1.05-1.06x / 1.04-1.08x faster, GRU H=128
    and 512 1.06x / 1.04x, RNN H=256 1.06x, LSTM H=128 at batch 8 1.07x; 2 threads
    1.03-1.07x at batches 16-64; batches 1-3 level. */
+/*
+ * Next-panel prefetch (FRN_TILE_PF_NEXT; on Intel CPUs, frn_prefetch_next_pays): the
+ * row tiles of panel p ask for the panel that runs next (pnext) into L2, each a
+ * share of its lines, ceil(nv / nrt) lines a reduction step. Intel's L2 streamer
+ * stops at each 4 KB page, so a panel of W_hh not in L2 (W_hh past L2, or a
+ * thread's share of it) otherwise arrives as its first tile asks for it. Only
+ * where a panel has 2 row tiles or more (at most 2 lines a step beside the tile's
+ * own loads) and the panels are 1 MB or more in all. A Sapphire Rapids class Xeon,
+ * both builds in one process, 5 alternated rounds, medians, T=20, us a step, two
+ * orders: 1 thread, LSTM H=512 batch 16 569 -> 502 and 638 -> 507, batch 64 1981
+ * -> 1891 and 1996 -> 1889, batch 8 359 -> 332, GRU H=512 batch 16 434 -> 408 and
+ * 424 -> 386, LSTM H=1024 batch 16 2541 -> 2228; 2 threads, LSTM H=512 batch 16 284
+ * -> 263, batch 8 161 -> 149, LSTM H=1024 batch 16 1245 -> 1114; GRU H=512 at batch
+ * 64 and every case on 2 threads at batch 64 level. The check in the k loop of
+ * every tile instead (a NULL pointer where none is asked for) made the tiles 5-15%
+ * slower, so the tiles that ask are a variant of their own (kernels/tile.h).
+ */
 static void FN(run_panel_rows)(const FN(phase) *ph, const FN(ctx) *C, FRN_T *hnext, int s,
-                               int p, int t0, int t1, int base, int extra)
+                               int p, int t0, int t1, int base, int extra, int nrt, int pnext)
 {
     const ptrdiff_t w = (ptrdiff_t)ph->nv * VL;
     FRN_T acc[FRN_EPI_MAX * 4 * VL] __attribute__((aligned(64)));
     const int R0 = FN(tile_row0)(t0, base, extra), R1 = FN(tile_row0)(t1, base, extra);
     const FRN_T *b = ph->b + (ptrdiff_t)p * ph->bs;
+#if FRN_TILE_PF_NEXT
+    const long lines = (long)ph->bs * (long)sizeof(FRN_T) / 64; /* of a panel */
+    const int pfn = (ph->nv + nrt - 1) / nrt;
+#else
+    (void)nrt;
+    (void)pnext;
+#endif
     for (int rt = t0; rt < t1; rt++) {
         const int r0 = FN(tile_row0)(rt, base, extra), mr = base + (rt < extra);
+        const FRN_T *a = ph->a + (ptrdiff_t)r0 * ph->lda;
         FN(prefetch_epi)(ph, C, r0, mr, p);
-        FN(phase_tile)(ph, mr, 1, ph->a + (ptrdiff_t)r0 * ph->lda, b, acc + (r0 - R0) * w, w,
-                       NULL);
+#if FRN_TILE_PF_NEXT
+        const long first = (long)rt * pfn * ph->K; /* this tile's share of pnext's lines */
+        if (pnext >= 0 && mr > 1 && first < lines) {
+            const char *pf = (const char *)(ph->b + (ptrdiff_t)pnext * ph->bs) + first * 64;
+            FN(tile_pf)(ph->nv, mr, ph->K, a, ph->lda, b, acc + (r0 - R0) * w, w, pf, pfn);
+            continue;
+        }
+#endif
+        FN(phase_tile)(ph, mr, 1, a, b, acc + (r0 - R0) * w, w, NULL);
     }
     FN(epilogue)(ph, C, hnext, s, R0, R1 - R0, p, 1, acc);
 }
@@ -265,6 +297,10 @@ static void FN(run_items)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ct
     if (!ph2 && (ph->epi == FRN_EPI_LSTM || ph->epi == FRN_EPI_GRU || ph->epi == FRN_EPI_RNN)) {
         /* runs of one panel's row tiles, in the phase's order (backwards when rev) */
         const int maxt = FRN_EPI_MAX / (base + (extra > 0));
+        const int pf_next = FRN_TILE_PF_NEXT && !ph->sub && (ph->nv == 3 || ph->nv == 4) &&
+                            nrt >= 2 && 2 * nrt >= ph->nv &&
+                            (double)ph->np * ph->bs * sizeof(FRN_T) >= 1024.0 * 1024 &&
+                            frn_prefetch_next_pays();
         for (long done = 0; done < hi - lo;) {
             long a0, a1;
             if (rev) {
@@ -278,9 +314,11 @@ static void FN(run_items)(const FN(phase) *ph, const FN(phase) *ph2, const FN(ct
             }
             const int p = (int)(a0 / nrt), t0 = (int)(a0 - (long)p * nrt), n = (int)(a1 - a0);
             const int parts = (n + maxt - 1) / maxt;
+            const int pn = rev ? p - 1 : p + 1;
             for (int q = 0; q < parts; q++)
                 FN(run_panel_rows)(ph, C, hnext, s, p, t0 + n * q / parts,
-                                   t0 + n * (q + 1) / parts, base, extra);
+                                   t0 + n * (q + 1) / parts, base, extra, nrt,
+                                   pf_next && pn >= 0 && pn < ph->np ? pn : -1);
             done += n;
         }
         return;
