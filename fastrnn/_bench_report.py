@@ -163,7 +163,9 @@ def _header(info: dict, refs: dict, threads: list) -> list:
     lines = ["fastrnn bench"]
     lines += _wrap("fastrnn", f"{cfg['version']}, isa {cfg['isa']} (available: "
                    f"{', '.join(cfg['isa_available'])}), OpenMP {'on' if cfg['openmp'] else 'off'}"
-                   f", built with {cfg['compiler']}")
+                   f", built with {cfg['compiler']}"
+                   + (f"; CPU-specific paths: {', '.join(cfg['cpu_paths'])}"
+                      if cfg.get("cpu_paths") else ""))
     lines += _wrap("CPU", f"{info['cpu']}; {cores}"
                    + (f"; load average {' '.join(map(str, load))} at start" if load else ""))
     lines += _wrap("Versions", "; ".join(versions))

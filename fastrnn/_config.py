@@ -104,8 +104,23 @@ def get_num_threads() -> int:
     return _kernels.max_threads()
 
 
+def _cpu_paths() -> list:
+    """The kernel paths taken on some CPUs only that calls on the current ISA take
+    now: the batch-1 projection woven into the recurrent steps (AMD) and the row
+    tiles' next-panel prefetch (Intel); both AVX-512 only (csrc/dispatch.c)."""
+    if current_isa() != "avx512":
+        return []
+    paths = []
+    if _kernels._weaves():
+        paths.append("woven projection")
+    if _kernels._prefetches_next():
+        paths.append("next-panel prefetch")
+    return paths
+
+
 def config() -> dict:
-    """The build and runtime configuration as a dict (SPEC §5)."""
+    """The build and runtime configuration as a dict (SPEC §5), with the thread count
+    and the CPU-specific kernel paths ("cpu_paths") beside the keys SPEC names."""
     from . import __version__
 
     return {
@@ -115,6 +130,7 @@ def config() -> dict:
         "isa": current_isa(),
         "isa_available": _available_isas(),
         "num_threads": get_num_threads(),
+        "cpu_paths": _cpu_paths(),
     }
 
 
@@ -122,5 +138,5 @@ def show_config() -> None:
     """Print :func:`config` in a readable form."""
     for key, value in config().items():
         if isinstance(value, list):
-            value = ", ".join(value)
+            value = ", ".join(value) or "none"
         print(f"{key + ':':<15}{value}")

@@ -629,6 +629,33 @@ def test_config_follows_the_private_isa_switch(isa):
     assert fastrnn.config()["isa"] == isa
 
 
+def test_config_names_the_cpu_specific_paths_taken():
+    """config()["cpu_paths"]: the AVX-512 paths taken on some CPUs only, as set now
+    (the suite forces both on; by default weaving on AMD, the prefetch on Intel), and
+    none on the other ISAs; show_config() prints them."""
+    before = _kernels.get_isa()
+    try:
+        for weave, prefetch in ((1, 1), (0, 1), (1, 0), (0, 0)):
+            _kernels._set_weave(weave)
+            _kernels._set_prefetch_next(prefetch)
+            for name in fastrnn.config()["isa_available"]:
+                _kernels._set_isa(ISA_NAMES.index(name))
+                want = [p for p, on in (("woven projection", weave),
+                                        ("next-panel prefetch", prefetch)) if on]
+                assert fastrnn.config()["cpu_paths"] == (want if name == "avx512" else [])
+        _kernels._set_weave(-1)
+        _kernels._set_prefetch_next(-1)
+        _kernels._set_isa(ISA_NAMES.index(fastrnn.config()["isa_available"][-1]))
+        paths = fastrnn.config()["cpu_paths"]
+        assert paths == ([p for p, on in (("woven projection", _kernels._weaves()),
+                                          ("next-panel prefetch", _kernels._prefetches_next()))
+                          if on] if fastrnn.config()["isa"] == "avx512" else [])
+    finally:
+        _kernels._set_isa(before)
+        _kernels._set_weave(1)
+        _kernels._set_prefetch_next(1)
+
+
 def test_show_config(capsys):
     fastrnn.show_config()
     text = capsys.readouterr().out
@@ -638,6 +665,7 @@ def test_show_config(capsys):
     assert cfg["version"] in text and cfg["compiler"] in text
     for name in cfg["isa_available"]:
         assert name in text
+    assert "cpu_paths:" in text
     line = next(ln for ln in text.splitlines() if ln.startswith("isa:"))
     assert line.split()[-1] == cfg["isa"]
 
