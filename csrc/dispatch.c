@@ -766,22 +766,30 @@ void frn_set_weave(int mode) { atomic_store(&frn_weave_mode, mode < 0 ? -1 : mod
 
 void frn_set_prefetch_next(int mode) { atomic_store(&frn_pf_mode, mode < 0 ? -1 : mode > 0); }
 
-static int frn_by_vendor(_Atomic int *forced, int amd)
+/* The CPU's vendor, asked once (weaves() asks per call, run_items per phase):
+   0 not yet known, 1 AMD, 2 Intel, 3 another */
+static _Atomic int frn_vendor = 0;
+
+static int frn_by_vendor(_Atomic int *forced, int vendor)
 {
     const int mode = atomic_load_explicit(forced, memory_order_relaxed);
     if (mode >= 0) return mode;
+    int v = atomic_load_explicit(&frn_vendor, memory_order_relaxed);
+    if (v == 0) {
 #ifdef FRN_HAVE_X86
-    __builtin_cpu_init();
-    return amd ? __builtin_cpu_is("amd") : __builtin_cpu_is("intel");
+        __builtin_cpu_init();
+        v = __builtin_cpu_is("amd") ? 1 : __builtin_cpu_is("intel") ? 2 : 3;
 #else
-    (void)amd;
-    return 0;
+        v = 3;
 #endif
+        atomic_store_explicit(&frn_vendor, v, memory_order_relaxed);
+    }
+    return v == vendor;
 }
 
-int frn_weave_pays(void) { return frn_by_vendor(&frn_weave_mode, 1); }
+int frn_weave_pays(void) { return frn_by_vendor(&frn_weave_mode, 1); } /* AMD */
 
-int frn_prefetch_next_pays(void) { return frn_by_vendor(&frn_pf_mode, 0); }
+int frn_prefetch_next_pays(void) { return frn_by_vendor(&frn_pf_mode, 2); } /* Intel */
 
 /* a test build's AVX-512 path runs on emulated intrinsics (setup.py): said here, so
    that fastrnn.config() and every bench or test header show it */

@@ -48,27 +48,32 @@
 #define FRN_UNROLL(n) FRN_PRAGMA_(GCC unroll n)
 
 #define FRN_TILE_DEF(MR, NP, NV) FRN_TILE_DEF_S(MR, NP, NV, NV, NV, tile_##MR##_##NP##_##NV)
-/* the same tile asking for pfn cache lines from pf on at each reduction step (run_pf) */
-#define FRN_TILE_DEF_PF(MR, NV) FRN_TILE_DEF_X(MR, 1, NV, NV, NV, tile_##MR##_1_##NV##_pf, 1)
+/* the same tile asking for pfn cache lines from pf on at each reduction step
+   (tile_pf): two more parameters and a prefetch a step, in no other tile's code */
+#define FRN_TILE_DEF_PF(MR, NV)                                                        \
+    FRN_TILE_DEF_X(MR, 1, NV, NV, NV, tile_##MR##_1_##NV##_pf, FRN_PF_PARAMS, FRN_PF_STEP)
+#define FRN_PF_PARAMS , const char *pf, int pfn
+#define FRN_PF_STEP                                                                    \
+    __builtin_prefetch(pf + (ptrdiff_t)k * pfn * 64, 0, 2);                            \
+    if (pfn > 1) __builtin_prefetch(pf + ((ptrdiff_t)k * pfn + 1) * 64, 0, 2);
+#define FRN_NO_PF
 /* Vector v of panel p at reduction step k is read at b + p*bs + (v/SV)*K*SV*VL +
    k*SV*VL + (v%SV)*VL, and its result goes to c + r*ldc + (p*OW + v)*VL: SV = OW =
    NV for plain panels; split ones below. */
-#define FRN_TILE_DEF_S(MR, NP, NV, SV, OW, NAME) FRN_TILE_DEF_X(MR, NP, NV, SV, OW, NAME, 0)
-#define FRN_TILE_DEF_X(MR, NP, NV, SV, OW, NAME, PF)                                   \
+#define FRN_TILE_DEF_S(MR, NP, NV, SV, OW, NAME)                                       \
+    FRN_TILE_DEF_X(MR, NP, NV, SV, OW, NAME, FRN_NO_PF, FRN_NO_PF)
+#define FRN_TILE_DEF_X(MR, NP, NV, SV, OW, NAME, PARAMS, PF_STEP)                      \
     static inline __attribute__((always_inline)) void FN(NAME)(                        \
         int K, const FRN_T *restrict a, ptrdiff_t lda, const FRN_T *restrict b,        \
-        ptrdiff_t bs, FRN_T *restrict c, ptrdiff_t ldc, const FRN_T *restrict bias,    \
-        const char *pf, int pfn)                                                       \
+        ptrdiff_t bs, FRN_T *restrict c, ptrdiff_t ldc,                                \
+        const FRN_T *restrict bias PARAMS)                                             \
     {                                                                                  \
         VT acc[MR][NP * NV];                                                           \
         _Pragma("GCC unroll 32") for (int r = 0; r < MR; r++)                          \
             _Pragma("GCC unroll 32") for (int j = 0; j < NP * NV; j++)                 \
                 acc[r][j] = V(zero)();                                                 \
         FRN_UNROLL(FRN_TILE_UNROLL_K) for (int k = 0; k < K; k++) {                    \
-            if (PF) {                                                                  \
-                __builtin_prefetch(pf + (ptrdiff_t)k * pfn * 64, 0, 2);                \
-                if (pfn > 1) __builtin_prefetch(pf + ((ptrdiff_t)k * pfn + 1) * 64, 0, 2); \
-            }                                                                          \
+            PF_STEP                                                                    \
             VT bk[NP * NV];                                                            \
             _Pragma("GCC unroll 32") for (int p = 0; p < NP; p++)                      \
                 _Pragma("GCC unroll 32") for (int v = 0; v < NV; v++) {                \
@@ -153,16 +158,16 @@ static inline void FN(tile_sub)(int mr, int np, int K, const FRN_T *a, ptrdiff_t
     const FRN_T *b1 = b + (ptrdiff_t)K * 2 * VL, *bias1 = bias ? bias + 2 * VL : NULL;
 #define FRN_TILE_HALVES(MR, NP)                                                        \
     case (MR) * 10 + (NP):                                                             \
-        FN(tile_##MR##_##NP##_h)(K, a, lda, b, bs, c, ldc, bias, NULL, 0);             \
-        FN(tile_##MR##_##NP##_h)(K, a, lda, b1, bs, c + 2 * VL, ldc, bias1, NULL, 0);  \
+        FN(tile_##MR##_##NP##_h)(K, a, lda, b, bs, c, ldc, bias);                      \
+        FN(tile_##MR##_##NP##_h)(K, a, lda, b1, bs, c + 2 * VL, ldc, bias1);           \
         return;
     switch (mr * 10 + np) {
-    case 11: FN(tile_1_1_4s)(K, a, lda, b, bs, c, ldc, bias, NULL, 0); return;
-    case 12: FN(tile_1_2_4s)(K, a, lda, b, bs, c, ldc, bias, NULL, 0); return;
+    case 11: FN(tile_1_1_4s)(K, a, lda, b, bs, c, ldc, bias); return;
+    case 12: FN(tile_1_2_4s)(K, a, lda, b, bs, c, ldc, bias); return;
         FRN_TILE_HALVES(1, 3)
         FRN_TILE_HALVES(1, 4)
-    case 21: FN(tile_2_1_4s)(K, a, lda, b, bs, c, ldc, bias, NULL, 0); return;
-    case 31: FN(tile_3_1_4s)(K, a, lda, b, bs, c, ldc, bias, NULL, 0); return;
+    case 21: FN(tile_2_1_4s)(K, a, lda, b, bs, c, ldc, bias); return;
+    case 31: FN(tile_3_1_4s)(K, a, lda, b, bs, c, ldc, bias); return;
         FRN_TILE_HALVES(4, 1)
         FRN_TILE_HALVES(5, 1)
         FRN_TILE_HALVES(6, 1)
@@ -182,7 +187,7 @@ static inline void FN(tile)(int nv, int mr, int np, int K, const FRN_T *a, ptrdi
 {
 #define FRN_TILE_CASE(MR, NP, NV)                                                      \
     case (MR) * 100 + (NP) * 10 + (NV):                                                \
-        FN(tile_##MR##_##NP##_##NV)(K, a, lda, b, bs, c, ldc, bias, NULL, 0);          \
+        FN(tile_##MR##_##NP##_##NV)(K, a, lda, b, bs, c, ldc, bias);                   \
         return;
     switch (mr * 100 + np * 10 + nv) {
         FRN_TILE_CASE(1, 1, 3)

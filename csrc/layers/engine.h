@@ -623,7 +623,7 @@ static void FN(project_chunk)(const FN(fwd) *F, const FN(ctx) *C0, const FRN_T *
     const FN(phase) ph = FN(project_phase)(&Cx, F->a, F->lda_a, rows);
     const double fma = (double)rows * K * ph.np * ph.nv * VL; /* xw may be padded */
     if (!tm && spread && F->proj_nt > 1 && frn_spread_pays(fma))
-        FN(run_team)(&ph, frn_useful_threads(fma, fma, F->proj_nt, 1));
+        FN(run_team)(&ph, F->proj_nt);
     else
         FN(run_phase)(&ph, &Cx, NULL, 0, tm, 0);
 }
