@@ -324,7 +324,8 @@ def _set_threads(n: int) -> None:
 
 
 def _measure_references(cases, threads, quick, progress, refs=None) -> dict:
-    """GEMM peak per thread count and matvec read rate per W_hh shape, and (with 2+
+    """GEMM peak per thread count and matvec read rate per bound shape (one W_hh; a
+    stream's weights all together: Case.bound_shape), and (with 2+
     threads) the round trip between two threads' cores.
 
     Called before and after the cases; with ``refs`` from the first call, the
@@ -341,7 +342,7 @@ def _measure_references(cases, threads, quick, progress, refs=None) -> dict:
         old = refs["gemm_peak"].get(n)
         if old is None or new["gflops"] > old["gflops"]:
             refs["gemm_peak"][n] = new
-    for shape in sorted({(c.gates * c.hidden, c.hidden) for c in cases if c.batch == 1}):
+    for shape in sorted({c.bound_shape for c in cases if c.batch == 1}):
         progress.detail(f"NumPy matvec read rate {shape[0]}×{shape[1]}")
         new = machine.matvec_bandwidth(*shape, quick=quick)
         old = refs["matvec"].get(shape)

@@ -122,6 +122,26 @@ class Case:
                 total += self.directions * self.gates * self.hidden * n_in * 4
         return total
 
+    @property
+    def bound_shape(self) -> tuple:
+        """(rows, cols) of the matrix whose NumPy matvec read rate sets the bandwidth
+        bound of a batch-1 case.
+
+        A whole-sequence call runs layer by layer, each step re-reading that layer's
+        W_hh: one W_hh, (G·H, H). A stream step reads every layer's W_ih and W_hh in
+        turn, step after step, so the size of all of them, not of one W_hh, decides
+        which cache they come from: one matrix of H columns holding them all (a
+        2-layer LSTM H=256 stream of 40 inputs reads 3.2 MB a step, from L3 where
+        the L2 holds 2 MB, while one 1 MB W_hh alone is read from L2).
+        """
+        if self.kind != "stream":
+            return (self.gates * self.hidden, self.hidden)
+        rows = 0
+        for k in range(self.layers):
+            n_in = self.input if k == 0 else self.directions * self.hidden
+            rows += self.directions * self.gates * (n_in + self.hidden)
+        return (rows, self.hidden)
+
     def label(self) -> str:
         """A short human name, e.g. ``LSTM H=512 B=1 threads=2``."""
         parts = [self.cell, f"H={self.hidden}"]
@@ -584,19 +604,19 @@ def derive(results: list, gemm: dict, bandwidth: dict) -> None:
     gemm : dict
         threads -> gemm_peak() dict (GFLOP/s of NumPy matmul at that thread count).
     bandwidth : dict
-        (rows, cols) of W_hh -> matvec_bandwidth() dict (one thread).
+        Case.bound_shape -> matvec_bandwidth() dict (one thread).
 
     Speed-up of fastrnn over a peer = peer median / fastrnn median, same case.
     Batch > 1 rows get GFLOP/s ÷ the GEMM peak at the same thread count; batch-1
     rows get bound = Case.step_bytes() (W_hh; streaming also W_ih) ÷ the one-thread
-    matvec read rate of a W_hh-sized matrix (µs per step) and time ÷ bound.
+    matvec read rate of a Case.bound_shape matrix (µs per step) and time ÷ bound.
     """
     by_case = {}
     for r in results:
         by_case.setdefault(r.case, []).append(r)
     for case, rows in by_case.items():
         base = next((r for r in rows if r.engine == "fastrnn" and r.timed), None)
-        bw = bandwidth.get((case.gates * case.hidden, case.hidden))
+        bw = bandwidth.get(case.bound_shape)
         peak = gemm.get(case.threads)
         for r in rows:
             if not r.timed:

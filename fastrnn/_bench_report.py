@@ -189,7 +189,8 @@ def _header(info: dict, refs: dict, threads: list) -> list:
             for t, p in sorted(peaks.items())))
     bws = refs.get("matvec", {})
     if bws:
-        lines += _wrap("Matvec", "NumPy float32 W_hh @ h read rate, 1 thread, best sample: "
+        lines += _wrap("Matvec", "NumPy float32 W @ h read rate, 1 thread, best sample, W one "
+                       "W_hh (streams: all the weights of a step as one matrix): "
                        + "; ".join(f"{r}×{c} ({_size(b['bytes'])}) {_sig(b['gbytes_per_s'])} GB/s"
                                    for (r, c), b in sorted(bws.items())))
     trips = [t["ns"] for t in refs.get("roundtrip", []) if t.get("ns") is not None]
@@ -202,8 +203,8 @@ def _header(info: dict, refs: dict, threads: list) -> list:
                        "the CPUs apart mid-run, which slows 2-thread rows)")
     own = refs.get("matvec_fastrnn", {})
     if own:
-        lines += _wrap("Floor", "fastrnn's own micro-kernels on the same W_hh @ h, 1 thread "
-                       "(what one read of W_hh per step costs at least): " + "; ".join(
+        lines += _wrap("Floor", "fastrnn's own micro-kernels on the same W @ h, 1 thread "
+                       "(what reading those weights once a step costs at least): " + "; ".join(
                            f"{r}×{c} {_sig(b['gbytes_per_s'])} GB/s = "
                            f"{_sig(b['bytes'] / b['gbytes_per_s'] / 1e3)} µs"
                            for (r, c), b in sorted(own.items())))
@@ -218,13 +219,13 @@ _METHOD = [
     "  (streaming: per step call); GFLOP/s counts 2·B·G·H·(I+H) flops per step and layer",
     "  (G = 4 LSTM, 3 GRU, 1 RNN; gate math not counted); speed-up = peer time ÷ fastrnn time",
     "  (> 1: fastrnn is faster); %peak = GFLOP/s ÷ NumPy GEMM peak at equal threads; bound =",
-    "  bytes of the weights a step reads (W_hh; streaming: W_ih and W_hh) ÷ NumPy 1-thread",
-    "  matvec read rate, in µs/step; ×bound = time ÷ bound (< 1: the weights are read faster",
-    "  than NumPy's matvec reads them, e.g. from cache); check = max |out − ref| /",
-    "  max(1, |ref|) against the float64 NumPy reference, tolerance 32·eps·sqrt(k), k the",
-    "  widest dot product; an engine that fails is not timed. others = share of the CPUs that",
-    "  other processes used while the case ran (high values make timings, above all at 2",
-    "  threads, unreliable).",
+    "  bytes of the weights a step reads (W_hh; streaming: every layer's W_ih and W_hh) ÷",
+    "  NumPy's 1-thread matvec read rate on a matrix of that size (Matvec), in µs/step;",
+    "  ×bound = time ÷ bound (< 1: the weights are read faster than NumPy's matvec reads",
+    "  them, e.g. from cache); check = max |out − ref| / max(1, |ref|) against the float64",
+    "  NumPy reference, tolerance 32·eps·sqrt(k), k the widest dot product; an engine that",
+    "  fails is not timed. others = share of the CPUs that other processes used while the",
+    "  case ran (high values make timings, above all at 2 threads, unreliable).",
 ]
 
 

@@ -250,6 +250,36 @@ def test_an_engine_that_fails_its_check_is_not_timed():
     assert res[0].status == "FAILED" and not res[0].samples and "max error" in res[0].note
 
 
+def test_a_stream_bound_reads_all_its_weights_at_the_rate_of_their_size():
+    """A stream step's bound uses NumPy's read rate on one matrix as large as every
+    weight the step reads (all layers' W_ih and W_hh), a whole-sequence call's the
+    rate on one W_hh: a 2-layer stream of 3.2 MB is not read at the rate of its 1 MB
+    W_hh, which an L2 holds."""
+    from fastrnn import _bench_core as core
+
+    stream = core.Case("stream", "LSTM", 256, 40, 1, 100, layers=2)
+    rows, cols = stream.bound_shape
+    assert (rows, cols) == (4 * (40 + 256) + 4 * (256 + 256), 256)
+    assert rows * cols * 4 == stream.step_bytes()
+    bi = core.Case("stream", "GRU", 32, 8, 1, 10, layers=2, bidirectional=True)
+    assert bi.bound_shape[0] * bi.bound_shape[1] * 4 == bi.step_bytes()
+    seq = core.Case("seq", "LSTM", 256, 40, 1, 100, layers=2)
+    assert seq.bound_shape == (1024, 256)
+
+    def timed(case, engine, seconds, peer=True):
+        return core.Result(case, engine, "ok", samples=[seconds], is_peer=peer)
+
+    rates = {stream.bound_shape: {"gbytes_per_s": 25.0}, seq.bound_shape: {"gbytes_per_s": 80.0}}
+    results = [timed(stream, "fastrnn", 130e-4), timed(stream, "fastrnn (seq)", 25e-4, False),
+               timed(seq, "fastrnn", 25e-4)]
+    core.derive(results, {}, rates)
+    fast, own_seq, whole = results
+    assert fast.bound_us_per_step == pytest.approx(stream.step_bytes() / 25e3)
+    assert fast.time_over_bound == pytest.approx(130 / fast.bound_us_per_step)
+    assert own_seq.bound_us_per_step is None  # other bytes: no bound of its own
+    assert whole.bound_us_per_step == pytest.approx(seq.whh_bytes() / 80e3)
+
+
 def test_the_command_fails_when_fastrnn_fails_its_check(tmp_path):
     """fastrnn's own output off by 1e-3: the table says FAILED and the command exits
     with status 1."""
