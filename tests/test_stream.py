@@ -145,6 +145,29 @@ def test_steps_equal_sequence_wide(kind, isa, n_threads):
     _assert_state(stream, layer, hn, cn)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_steps_past_l2_equal_sequence(kind, B, dtype, isa, n_threads):
+    """Layers whose weights pass 2 MB a thread run every other stream step's
+    recurrent products first, the last layer's first, and the steps between
+    unfused (engine.h, stream_r_first); on 2 threads these are OpenMP steps (over a
+    million multiply-adds in the first layer). Both kinds of step give the bits of
+    the whole-sequence call."""
+    if kind == "lstm":
+        layer = fastrnn.LSTM(250, 450, 2, dtype=dtype, seed=4)  # 11.5 MB in float32
+    elif kind == "gru":
+        layer = fastrnn.GRU(250, 520, 2, dtype=dtype, seed=4)  # 11.3 MB
+    else:
+        layer = fastrnn.RNN(700, 1000, 2, dtype=dtype, seed=4)  # 14.8 MB
+    x = _x(layer, B, T=5)
+    s0 = _random_state(layer, B)
+    out, hn, cn = _call(layer, x, s0)
+    stream = layer.stream(B, state=s0)
+    _assert_equal(_steps(stream, x), out, dtype, "outputs")
+    _assert_state(stream, layer, hn, cn)
+
+
 def _away(us):
     """Keep the calling thread busy for `us` microseconds, as an application does
     between frames."""
