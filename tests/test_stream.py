@@ -152,8 +152,8 @@ def test_steps_past_l2_equal_sequence(kind, B, dtype, isa, n_threads):
     """Layers whose weights pass 2 MB a thread run every other stream step's
     recurrent products first, the last layer's first, and the steps between
     unfused (engine.h, stream_r_first); on 2 threads these are OpenMP steps (over a
-    million multiply-adds in the first layer). Both kinds of step give the bits of
-    the whole-sequence call."""
+    million multiply-adds a step). Both kinds of step give the bits of the
+    whole-sequence call."""
     if kind == "lstm":
         layer = fastrnn.LSTM(250, 450, 2, dtype=dtype, seed=4)  # 11.5 MB in float32
     elif kind == "gru":

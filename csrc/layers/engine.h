@@ -1351,8 +1351,15 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
 {
     const frn_plan *P = S->p;
     const int L = P->d.num_layers, B = S->B;
-    /* weights a step reads: W_ih and W_hh of every layer */
-    const double fma = (double)B * P->G * P->d.hidden_size * (P->h_out + P->w[0].k_in);
+    /* multiply-adds of a step (W_ih and W_hh of every layer), and of its largest layer:
+       each layer's phases are hand-overs of their own, so the threads a step takes
+       go by its largest layer, and whether it takes a region by the whole step */
+    double fma = 0, fma_layer = 0;
+    for (int l = 0; l < L; l++) {
+        const double f = (double)B * P->G * P->d.hidden_size * (P->h_out + P->w[l].k_in);
+        fma += f;
+        if (f > fma_layer) fma_layer = f;
+    }
     /* no region of its own (0): the helper threads keep running between steps, and a
        step big enough for a region (FRN_STREAM_OMP_FMA) is far past FRN_CALL_FMA */
     /* no probe of where the cores are while the helpers spin: an OpenMP team would
@@ -1360,7 +1367,7 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
     const int probe = S->nhelp == 0 || atomic_load(&S->sleepers) == S->nhelp;
     /* A cell's step (frn_stream_cell) is a call of its own, as a layer's would be:
        no helper threads left behind, an OpenMP region when it pays for one */
-    int nt = frn_useful_threads(fma, S->cell ? fma : 0, n_threads, probe);
+    int nt = frn_useful_threads(fma_layer, S->cell ? fma : 0, n_threads, probe);
     /* Small steps, where an OpenMP region's ~1 us is much of the step, share it with
        the stream's own helper threads. Big ones run in an OpenMP region, on the same
        threads as every other call: helpers spinning between steps would fight the
