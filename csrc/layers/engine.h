@@ -1261,13 +1261,10 @@ static void FN(stream_recur)(struct frn_stream *S, FN(team) *tm)
 #define FRN_STEP_ORDER_DEFINED
 enum { FRN_STEP_FUSED, FRN_STEP_SPLIT, FRN_STEP_R_FIRST };
 #endif
-static int FN(stream_r_first)(const frn_plan *P, int nt)
+/* `bytes`: a thread's share of a step's weights (W_ih and W_hh of every layer) */
+static int FN(stream_r_first)(const frn_plan *P, double bytes)
 {
-    if (P->d.num_layers < 2 || !FN(stream_eager)(P)) return 0;
-    double bytes = 0; /* a step's weights, W_ih and W_hh of every layer */
-    for (int l = 0; l < P->d.num_layers; l++)
-        bytes += (double)P->G * P->d.hidden_size * (P->w[l].k_in + P->h_out) * sizeof(FRN_T);
-    return bytes / nt > FRN_STREAM_R_FIRST_BYTES;
+    return P->d.num_layers > 1 && FN(stream_eager)(P) && bytes > FRN_STREAM_R_FIRST_BYTES;
 }
 
 /* Join the R phases the helpers went on to after the last step and wait until
@@ -1384,7 +1381,8 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
     }
     FN(stream_join)(S);
     int eager = 0;
-    const int order = helpers || !FN(stream_r_first)(P, nt) ? FRN_STEP_FUSED
+    const double bytes = fma / B * sizeof(FRN_T) / nt; /* a thread's share of the weights */
+    const int order = helpers || !FN(stream_r_first)(P, bytes) ? FRN_STEP_FUSED
                       : S->rev                                 ? FRN_STEP_R_FIRST
                                                                : FRN_STEP_SPLIT;
     if (nt > 1 && !helpers) {
