@@ -438,6 +438,12 @@ int frn_stream_create(const frn_plan *plan, int B, frn_stream **out)
     const size_t row = (size_t)B * plan->ldh * plan->esz;
     s->p = plan;
     s->B = B;
+    for (int l = 0; l < L; l++) {
+        const double f =
+            (double)B * plan->G * plan->d.hidden_size * (plan->h_out + plan->w[l].k_in);
+        s->fma += f;
+        if (f > s->fma_layer) s->fma_layer = f;
+    }
     s->perm = malloc(sizeof(int) * (size_t)B);
     s->h = calloc((size_t)2 * L, sizeof(void *));
     s->c = calloc((size_t)L, sizeof(void *));

@@ -136,11 +136,7 @@ class Case:
         """
         if self.kind != "stream":
             return (self.gates * self.hidden, self.hidden)
-        rows = 0
-        for k in range(self.layers):
-            n_in = self.input if k == 0 else self.directions * self.hidden
-            rows += self.directions * self.gates * (n_in + self.hidden)
-        return (rows, self.hidden)
+        return (self.step_bytes() // (4 * self.hidden), self.hidden)
 
     def label(self) -> str:
         """A short human name, e.g. ``LSTM H=512 B=1 threads=2``."""

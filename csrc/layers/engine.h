@@ -1348,15 +1348,11 @@ static int FN(stream_step)(struct frn_stream *S, const void *x, void *out, int n
 {
     const frn_plan *P = S->p;
     const int L = P->d.num_layers, B = S->B;
-    /* multiply-adds of a step (W_ih and W_hh of every layer), and of its largest layer:
-       each layer's phases are hand-overs of their own, so the threads a step takes
-       go by its largest layer, and whether it takes a region by the whole step */
-    double fma = 0, fma_layer = 0;
-    for (int l = 0; l < L; l++) {
-        const double f = (double)B * P->G * P->d.hidden_size * (P->h_out + P->w[l].k_in);
-        fma += f;
-        if (f > fma_layer) fma_layer = f;
-    }
+    /* multiply-adds of a step and of its largest layer (counted once, at the stream's
+       creation): each layer's phases are hand-overs of their own, so the threads a
+       step takes go by its largest layer, and whether it takes a region by the whole
+       step */
+    const double fma = S->fma, fma_layer = S->fma_layer;
     /* no region of its own (0): the helper threads keep running between steps, and a
        step big enough for a region (FRN_STREAM_OMP_FMA) is far past FRN_CALL_FMA */
     /* no probe of where the cores are while the helpers spin: an OpenMP team would

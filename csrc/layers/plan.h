@@ -98,6 +98,9 @@ struct frn_stream {
     /* the rest, written once a step at most */
     const frn_plan *p __attribute__((aligned(64)));
     int B;
+    /* multiply-adds of a step (W_ih and W_hh of every layer) and of its largest layer
+       (engine.h, stream_step), fixed with the plan and B */
+    double fma, fma_layer;
     int *perm;   /* identity: streams have no lengths */
     void **h;    /* 2 per layer, B x ldh */
     void **c;    /* per layer, B x ldh (LSTM) */
